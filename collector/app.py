@@ -1,0 +1,197 @@
+"""The collector's app factory: wires settings, OpenTelemetry, the recorder and the guards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, ObservableGauge
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from collector import persistence
+from collector.auth import BearerAuthMiddleware
+from collector.cardinality import CardinalityGuard
+from collector.limits import BodySizeLimitMiddleware
+from collector.recorder import Recorder
+from collector.routes import router
+from collector.settings import CollectorSettings
+from collector.state import Clock, ServiceState
+from otelkit.instruments import ReportKind
+
+logger = logging.getLogger("collector")
+
+MULTI_PROCESS_MESSAGE = (
+    "the otelkit collector must run as exactly one process: each worker would keep its own "
+    "numbers and every scrape would see only one of them. Run one collector per process "
+    "(several collectors, each scraped by Prometheus, behind a load balancer that routes "
+    "by service) or export OTLP to an OpenTelemetry Collector instead."
+)
+
+OVERFLOW_RESERVE_STATUSES = 500
+"""Distinct status codes (100-599): the most series the global overflow fold can create."""
+
+
+def report_kind(path: str) -> ReportKind | None:
+    """Which self-metric kind a write to ``path`` counts as (``None`` when it is no report)."""
+    if path.startswith("/api/metrics/http"):
+        return "http"
+    if path.startswith("/api/health/"):
+        return "health"
+    if path == "/api/metrics/users":
+        return "users"
+    return None
+
+
+def build_meter_provider(
+    registry: CollectorRegistry, settings: CollectorSettings
+) -> SdkMeterProvider:
+    """A MeterProvider exporting to ``registry`` with stable label sets.
+
+    Scope labels and ``target_info`` are off: dashboards and rules rely on exactly the
+    catalogue's labels. The SDK's own cardinality limit is raised above ours so it never
+    folds a series the collector admitted.
+    """
+    histogram_limit = settings.max_series + settings.max_services + OVERFLOW_RESERVE_STATUSES + 1
+    reader = PrometheusMetricReader(
+        disable_target_info=True,
+        scope_info_enabled=False,
+        registry=registry,
+        cardinality_limits={
+            Histogram: histogram_limit,
+            ObservableGauge: settings.max_services + 1,
+        },
+    )
+    return SdkMeterProvider(metric_readers=[reader])
+
+
+def create_app(
+    settings: CollectorSettings | None = None,
+    *,
+    meter_provider: MeterProvider | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Clock = time.time,
+) -> FastAPI:
+    """Build a collector application.
+
+    Args:
+        settings: defaults to ``CollectorSettings.from_env()``.
+        meter_provider: where instruments are created; by default a new SDK provider whose
+            Prometheus reader feeds ``registry``.
+        registry: what ``/metrics`` renders; by default a new registry that also carries
+            prometheus_client's process, platform and GC collectors.
+        clock: unix time source for health TTLs (tests inject a fake one).
+    """
+    settings = settings if settings is not None else CollectorSettings.from_env()
+    owns_registry = registry is None
+    registry = registry if registry is not None else CollectorRegistry()
+    if owns_registry:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    owned_provider: SdkMeterProvider | None = None
+    if meter_provider is None:
+        owned_provider = build_meter_provider(registry, settings)
+        meter_provider = owned_provider
+
+    state = ServiceState(
+        health_ttl_seconds=settings.health_ttl_seconds,
+        max_services=settings.max_services,
+        clock=clock,
+    )
+    if settings.state_file is not None:
+        persistence.load_state_file(settings.state_file, state)
+    guard = CardinalityGuard(
+        max_services=settings.max_services,
+        max_routes_per_service=settings.max_routes_per_service,
+        max_series=settings.max_series,
+    )
+    recorder = Recorder(meter_provider, state=state, guard=guard)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError(MULTI_PROCESS_MESSAGE)
+        saver = None
+        if settings.state_file is not None:
+            saver = asyncio.create_task(
+                persistence.save_periodically(
+                    settings.state_file, state, settings.state_save_interval_seconds
+                )
+            )
+        try:
+            yield
+        finally:
+            if saver is not None:
+                saver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await saver
+            if owned_provider is not None:
+                owned_provider.shutdown()
+
+    app = FastAPI(
+        title="otelkit collector",
+        summary="Push reports from any language into OpenTelemetry instruments, "
+        "scraped by Prometheus at /metrics.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.recorder = recorder
+    app.state.registry = registry
+    app.include_router(router)
+
+    def count_refused(outcome: Any) -> Any:
+        def on_reject(path: str) -> None:
+            kind = report_kind(path)
+            if kind is not None:
+                recorder.count(kind, outcome)
+
+        return on_reject
+
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        on_reject=count_refused("rejected"),
+    )
+    if settings.token is not None:
+        app.add_middleware(
+            BearerAuthMiddleware, token=settings.token, on_reject=count_refused("unauthorized")
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        kind = report_kind(request.url.path)
+        if kind is not None:
+            recorder.count(kind, "rejected", _reports_in(exc.body))
+        errors = [_describe(error) for error in exc.errors()]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return JSONResponse(status_code=422, content={"detail": errors, "message": message})
+
+    return app
+
+
+def _reports_in(body: Any) -> int:
+    """How many reports a rejected body carried (a batch counts each of its reports)."""
+    if isinstance(body, dict) and isinstance(body.get("reports"), list):
+        return max(1, len(body["reports"]))
+    return 1
+
+
+def _describe(error: Any) -> dict[str, Any]:
+    """A validation error without the offending input, which may not even be encodable."""
+    msg = str(error.get("msg", "invalid"))
+    ctx = error.get("ctx") or {}
+    if isinstance(ctx.get("error"), str) and error.get("type") == "json_invalid":
+        msg = f"{msg}: {ctx['error']}"
+    return {"loc": list(error.get("loc", ())), "msg": msg, "type": str(error.get("type", ""))}

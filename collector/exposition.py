@@ -1,0 +1,77 @@
+"""Reads the Prometheus registry: the /metrics text and the HTTP series for the JSON view.
+
+Both come from the same collection, so the JSON view cannot disagree with what Prometheus
+scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from collector.schemas import HttpSeries, ReportCount
+from otelkit.instruments import COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
+
+
+def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The exposition in the format ``accept`` asks for (OpenMetrics or text 0.0.4)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def _families(registry: CollectorRegistry, name: str) -> Iterable[Metric]:
+    return (family for family in registry.collect() if family.name == name)
+
+
+def http_series(registry: CollectorRegistry) -> list[HttpSeries]:
+    """Every ``http_request_duration_seconds`` series with count, sum, mean and buckets."""
+    series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for family in _families(registry, HTTP_REQUEST_DURATION.prometheus_name):
+        for sample in family.samples:
+            labels = {k: v for k, v in sample.labels.items() if k != "le"}
+            entry = series.setdefault(
+                tuple(sorted(labels.items())), {"labels": labels, "buckets": {}}
+            )
+            if sample.name.endswith("_bucket"):
+                entry["buckets"][sample.labels["le"]] = int(sample.value)
+            elif sample.name.endswith("_count"):
+                entry["count"] = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                entry["sum"] = float(sample.value)
+    result = []
+    for entry in series.values():
+        labels = entry["labels"]
+        count, total = entry.get("count", 0), entry.get("sum", 0.0)
+        result.append(
+            HttpSeries(
+                service=labels.get("service") or None,
+                method=labels.get("method", ""),
+                route=labels.get("route", ""),
+                status=labels.get("status", ""),
+                count=count,
+                sum=total,
+                mean=total / count if count else None,
+                buckets=entry["buckets"],
+            )
+        )
+    return result
+
+
+def report_counts(registry: CollectorRegistry) -> list[ReportCount]:
+    """``otelkit_collector_reports_total`` per kind and outcome."""
+    # prometheus_client names counter families without the _total suffix.
+    family_name = COLLECTOR_REPORTS.prometheus_name.removesuffix("_total")
+    return [
+        ReportCount(
+            kind=sample.labels.get("kind", ""),
+            outcome=sample.labels.get("outcome", ""),
+            count=int(sample.value),
+        )
+        for family in _families(registry, family_name)
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]

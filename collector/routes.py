@@ -1,0 +1,136 @@
+"""HTTP routes of the collector: validate, call the recorder, answer. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from pydantic import AfterValidator
+
+from collector import exposition
+from collector.recorder import Recorder
+from collector.schemas import (
+    Accepted,
+    ActiveUsers,
+    Forgotten,
+    MetricsView,
+    ServiceHealth,
+)
+from collector.state import CapacityError
+from otelkit.reports import (
+    MAX_SERVICE_LENGTH,
+    HealthReport,
+    HttpReport,
+    HttpReportBatch,
+    UsersReport,
+    check_label_text,
+)
+
+router = APIRouter()
+
+ServicePath = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_SERVICE_LENGTH, description="Service name"),
+    AfterValidator(check_label_text),
+]
+
+
+def get_recorder(request: Request) -> Recorder:
+    """The app's recorder (set by ``create_app``)."""
+    return cast(Recorder, request.app.state.recorder)
+
+
+def get_registry(request: Request) -> CollectorRegistry:
+    """The registry ``/metrics`` renders (set by ``create_app``)."""
+    return cast(CollectorRegistry, request.app.state.registry)
+
+
+RecorderDep = Annotated[Recorder, Depends(get_recorder)]
+RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
+
+
+@router.get("/metrics", response_class=Response, tags=["scrape"])
+async def metrics(request: Request, registry: RegistryDep) -> Response:
+    """Prometheus exposition (OpenMetrics when the Accept header asks for it)."""
+    body, content_type = exposition.render(registry, request.headers.get("accept"))
+    return Response(content=body, media_type=content_type)
+
+
+@router.get("/api/metrics", response_model=MetricsView, tags=["read"])
+async def metrics_json(recorder: RecorderDep, registry: RegistryDep) -> MetricsView:
+    """The same state as /metrics, as JSON."""
+    state = recorder.state
+    return MetricsView(
+        services=[
+            ServiceHealth(
+                service=view.service,
+                status=view.status,
+                value=view.value,
+                last_report=view.reported_at,
+                age_seconds=view.age_seconds,
+            )
+            for view in state.health_views()
+        ],
+        active_users=[
+            ActiveUsers(service=service, count=entry.count, last_report=entry.reported_at)
+            for service, entry in state.users()
+        ],
+        http=exposition.http_series(registry),
+        reports=exposition.report_counts(registry),
+        health_ttl_seconds=state.health_ttl_seconds,
+    )
+
+
+@router.post("/api/health/{service}", response_model=Accepted, tags=["write"])
+async def report_health(
+    service: ServicePath, report: HealthReport, recorder: RecorderDep
+) -> Accepted:
+    """Set a service's health; only ``healthy`` reads as 1."""
+    try:
+        recorder.record_health(service, report.status)
+    except CapacityError as exc:
+        recorder.count("health", "rejected")
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return Accepted(accepted=1)
+
+
+@router.delete("/api/health/{service}", response_model=Forgotten, tags=["write"])
+async def forget_service(service: ServicePath, recorder: RecorderDep) -> Forgotten:
+    """Forget a service: its health, last-report and users series disappear."""
+    return Forgotten(service=service, forgotten=recorder.forget_service(service))
+
+
+@router.post("/api/metrics/http", response_model=Accepted, tags=["write"])
+async def report_http(report: HttpReport, recorder: RecorderDep) -> Accepted:
+    """Record one request's duration (seconds) in http_request_duration_seconds."""
+    return _record_http(recorder, [report])
+
+
+@router.post("/api/metrics/http/batch", response_model=Accepted, tags=["write"])
+async def report_http_batch(batch: HttpReportBatch, recorder: RecorderDep) -> Accepted:
+    """Record many requests at once; one bad report rejects the whole batch."""
+    return _record_http(recorder, batch.reports)
+
+
+def _record_http(recorder: Recorder, reports: list[HttpReport]) -> Accepted:
+    overflowed = recorder.record_http_reports(reports)
+    return Accepted(accepted=len(reports), overflowed=overflowed)
+
+
+@router.post("/api/metrics/users", response_model=Accepted, tags=["write"])
+async def report_users(report: UsersReport, recorder: RecorderDep) -> Accepted:
+    """Set the number of active users (per service when one is named)."""
+    try:
+        recorder.record_users(report.service, report.count)
+    except CapacityError as exc:
+        recorder.count("users", "rejected")
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return Accepted(accepted=1)
+
+
+@router.get("/healthz", tags=["read"])
+async def healthz() -> JSONResponse:
+    """Liveness of the collector itself."""
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,90 @@
+"""Collector settings: one frozen object from arguments, `OTELKIT_*` variables or defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from otelkit.config import check_range, env_float, env_int, env_str, pick
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9090
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectorSettings:
+    """Everything the collector can be told; see the README's configuration table.
+
+    Args:
+        host: bind address (``OTELKIT_COLLECTOR_HOST``).
+        port: bind port (``OTELKIT_COLLECTOR_PORT``).
+        token: bearer token required on every write (``OTELKIT_COLLECTOR_TOKEN``).
+        health_ttl_seconds: a service whose last health report is older reads 0
+            (``OTELKIT_HEALTH_TTL_SECONDS``).
+        state_file: where health, users and last-report times persist (``OTELKIT_STATE_FILE``).
+        state_save_interval_seconds: how often a changed state is written
+            (``OTELKIT_STATE_SAVE_INTERVAL_SECONDS``).
+        max_body_bytes: larger request bodies get 413 (``OTELKIT_MAX_BODY_BYTES``).
+        max_services: distinct services tracked (``OTELKIT_MAX_SERVICES``).
+        max_routes_per_service: distinct routes per service (``OTELKIT_MAX_ROUTES_PER_SERVICE``).
+        max_series: distinct HTTP histogram series in total (``OTELKIT_MAX_SERIES``).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    health_ttl_seconds: float = 90.0
+    state_file: Path | None = None
+    state_save_interval_seconds: float = 1.0
+    max_body_bytes: int = 256 * 1024
+    max_services: int = 1_000
+    max_routes_per_service: int = 200
+    max_series: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65_535:
+            raise ValueError(f"port must be within 0-65535, got {self.port}")
+        if self.token is not None and not self.token:
+            raise ValueError("token must not be empty; leave it unset to disable auth")
+        check_range("health_ttl_seconds", self.health_ttl_seconds, minimum=0.001)
+        check_range("state_save_interval_seconds", self.state_save_interval_seconds, 0.001)
+        check_range("max_body_bytes", self.max_body_bytes, minimum=1024)
+        for name in ("max_services", "max_routes_per_service", "max_series"):
+            check_range(name, getattr(self, name), minimum=1)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **explicit: object
+    ) -> CollectorSettings:
+        """Build settings: explicit keyword > ``OTELKIT_*`` variable > default.
+
+        Raises:
+            ValueError: a variable or argument is malformed; the message names it.
+            TypeError: an unknown keyword.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(explicit) - known
+        if unknown:
+            raise TypeError(f"unknown collector settings: {', '.join(sorted(unknown))}")
+        state_file = env_str("OTELKIT_STATE_FILE", environ)
+        from_env: dict[str, object | None] = {
+            "host": env_str("OTELKIT_COLLECTOR_HOST", environ),
+            "port": env_int("OTELKIT_COLLECTOR_PORT", environ, minimum=0, maximum=65_535),
+            "token": env_str("OTELKIT_COLLECTOR_TOKEN", environ),
+            "health_ttl_seconds": env_float("OTELKIT_HEALTH_TTL_SECONDS", environ, minimum=0.001),
+            "state_file": Path(state_file) if state_file else None,
+            "state_save_interval_seconds": env_float(
+                "OTELKIT_STATE_SAVE_INTERVAL_SECONDS", environ, minimum=0.001
+            ),
+            "max_body_bytes": env_int("OTELKIT_MAX_BODY_BYTES", environ, minimum=1024),
+            "max_services": env_int("OTELKIT_MAX_SERVICES", environ, minimum=1),
+            "max_routes_per_service": env_int("OTELKIT_MAX_ROUTES_PER_SERVICE", environ, minimum=1),
+            "max_series": env_int("OTELKIT_MAX_SERIES", environ, minimum=1),
+        }
+        chosen = {
+            name: pick(explicit.get(name), value, None)
+            for name, value in from_env.items()
+            if pick(explicit.get(name), value, None) is not None
+        }
+        return cls(**chosen)  # type: ignore[arg-type]

@@ -1,0 +1,108 @@
+"""Push report payloads shared by the library (sender) and the collector (receiver).
+
+Every limit a hostile client could probe is spelled out here: string lengths, character
+rules for label values, numeric ranges, finite floats only, closed sets.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from otelkit.instruments import normalize_method
+
+MAX_SERVICE_LENGTH: Final = 128
+MAX_ROUTE_LENGTH: Final = 256
+MAX_METHOD_LENGTH: Final = 16
+MAX_DURATION_SECONDS: Final = 86_400.0
+MAX_USER_COUNT: Final = 1_000_000_000_000
+MAX_BATCH_REPORTS: Final = 1_000
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy", "down"]
+HEALTH_STATUSES: Final[tuple[HealthStatus, ...]] = ("healthy", "degraded", "unhealthy", "down")
+
+
+def check_label_text(value: str) -> str:
+    """Reject text that cannot be a Prometheus label value as-is.
+
+    Lone surrogates are not valid UTF-8 and would break every later scrape; control
+    characters (including newline, tab and NUL) have no place in a label.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 (no lone surrogates)") from None
+    for char in value:
+        if unicodedata.category(char) == "Cc":
+            raise ValueError(f"must not contain control characters (found U+{ord(char):04X})")
+    return value
+
+
+def _lower_status(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _check_method(value: str) -> str:
+    if not value.isascii() or not value.isalpha():
+        raise ValueError("must be an HTTP method token (ASCII letters only)")
+    return normalize_method(value)
+
+
+ServiceName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_SERVICE_LENGTH),
+    AfterValidator(check_label_text),
+]
+Route = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ROUTE_LENGTH),
+    AfterValidator(check_label_text),
+]
+Method = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_METHOD_LENGTH),
+    AfterValidator(_check_method),
+]
+StatusCode = Annotated[int, Field(strict=True, ge=100, le=599)]
+DurationSeconds = Annotated[
+    float, Field(strict=True, ge=0.0, le=MAX_DURATION_SECONDS, allow_inf_nan=False)
+]
+UserCount = Annotated[int, Field(strict=True, ge=0, le=MAX_USER_COUNT)]
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpReport(_Report):
+    """One finished HTTP request, as observed by a service."""
+
+    method: Method = Field(description="HTTP method; non-standard methods are recorded as _OTHER")
+    route: Route = Field(description="Route template, e.g. /api/courses/{course_id}")
+    status: StatusCode = Field(description="HTTP status code, 100-599")
+    duration: DurationSeconds = Field(description="Duration in seconds, finite and >= 0")
+    service: ServiceName | None = Field(default=None, description="Reporting service")
+
+
+class HttpReportBatch(_Report):
+    """Many HTTP reports in one request; validated all-or-nothing."""
+
+    reports: list[HttpReport] = Field(min_length=1, max_length=MAX_BATCH_REPORTS)
+
+
+class HealthReport(_Report):
+    """A service's own view of its health."""
+
+    status: Annotated[HealthStatus, BeforeValidator(_lower_status)] = Field(
+        description="One of healthy, degraded, unhealthy, down (case-insensitive); "
+        "only healthy counts as 1"
+    )
+
+
+class UsersReport(_Report):
+    """The number of users currently active."""
+
+    count: UserCount = Field(description="Active users, an integer >= 0")
+    service: ServiceName | None = Field(default=None, description="Reporting service")
