@@ -1,0 +1,1 @@
+"""A small course catalogue service, instrumented with one line."""

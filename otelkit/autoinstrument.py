@@ -1,0 +1,57 @@
+"""Zero-code: an OpenTelemetry instrumentor so ``opentelemetry-instrument uvicorn app:app`` works.
+
+Registered under the ``opentelemetry_instrumentor`` entry point. It makes every FastAPI app
+created afterwards call :func:`otelkit.instrument` on itself, configured from the standard
+``OTEL_*`` and ``OTELKIT_*`` variables. When an OpenTelemetry SDK MeterProvider is already
+installed globally (e.g. by ``opentelemetry-distro``), that provider is used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import fastapi
+from opentelemetry import metrics
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+
+from otelkit.instrumentation import instrument
+
+logger = logging.getLogger(__name__)
+
+_original_fastapi: type[fastapi.FastAPI] | None = None
+
+
+class _InstrumentedFastAPI(fastapi.FastAPI):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        provider = metrics.get_meter_provider()
+        try:
+            if isinstance(provider, SdkMeterProvider):
+                instrument(self, meter_provider=provider)
+            else:
+                setup = instrument(self)
+                metrics.set_meter_provider(setup.meter_provider)
+        except Exception:
+            # Zero-code must never stop an application from starting.
+            logger.exception("otelkit: automatic instrumentation failed; the app runs without it")
+
+
+class OtelkitInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments every FastAPI app created while active with otelkit's middleware."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("fastapi >= 0.100",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _original_fastapi
+        _original_fastapi = fastapi.FastAPI
+        fastapi.FastAPI = _InstrumentedFastAPI  # type: ignore[misc]
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if _original_fastapi is not None:
+            fastapi.FastAPI = _original_fastapi  # type: ignore[misc]

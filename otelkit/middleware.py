@@ -1,0 +1,170 @@
+"""Pure ASGI middleware recording ``http_request_duration_seconds{method,route,status}``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from fastapi.routing import iter_route_contexts
+from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
+from starlette.routing import Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from otelkit import instruments
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED_ROUTE = "__unmatched__"
+"""Route label shared by every request no route matched (404s, scanners)."""
+
+DEFAULT_EXCLUDED_PATHS = ("/metrics", "/healthz")
+
+RequestHook = Callable[[str, str, int, float], None]
+"""Called with (method, route, status, duration seconds) after each recorded request."""
+
+_METHOD_LABELS = {method: method for method in instruments.HTTP_METHODS}
+
+
+def _flatten(routes: Iterable[Any]) -> list[Any]:
+    # FastAPI nests included routers in the route list; iter_route_contexts flattens them
+    # into contexts that carry the full template (prefixes included).
+    return list(iter_route_contexts(list(routes)))
+
+
+def _template(route: Any) -> str | None:
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+def match_route_template(routes: Iterable[Any], scope: Scope) -> str | None:
+    """The template of the route ``scope`` matches, prefixed by the templates of its mounts."""
+    for route in _flatten(routes):
+        match, child_scope = route.matches(scope)
+        if match != Match.FULL:
+            continue
+        original = getattr(route, "original_route", route)
+        if isinstance(original, Mount):
+            if original.routes:
+                inner = match_route_template(original.routes, {**scope, **child_scope})
+                return original.path + inner if inner is not None else None
+            return original.path or None
+        return _template(route)
+    return None
+
+
+def route_templates(routes: Iterable[Any]) -> dict[int, str | None]:
+    """Full template per route object (``None`` when one object serves several templates)."""
+    templates: dict[int, str | None] = {}
+    for context in _flatten(routes):
+        original = getattr(context, "original_route", context)
+        if isinstance(original, Mount):
+            continue
+        template = _template(context)
+        key = id(original)
+        templates[key] = template if templates.get(key, template) == template else None
+    return templates
+
+
+class MetricsMiddleware:
+    """Records every HTTP request's duration in the catalogue's histogram.
+
+    * ``route`` is the route template (``/api/courses/{course_id}``), mounts included;
+      requests no route matches share ``route="__unmatched__"``.
+    * methods outside the standard set are recorded as ``_OTHER``.
+    * an exception is recorded as status 500 and re-raised untouched.
+    * the duration ends when the last byte of the response body is sent.
+
+    Args:
+        app: the wrapped ASGI application.
+        meter_provider: where the histogram lives (default: the global provider).
+        excluded_paths: exact paths not recorded (default ``/metrics`` and ``/healthz``).
+        on_request: called after each recorded request, e.g. to push it to the collector;
+            it must not raise (if it does, the error is logged once and ignored).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        meter_provider: MeterProvider | None = None,
+        excluded_paths: Sequence[str] = DEFAULT_EXCLUDED_PATHS,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.app = app
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        self._histogram = instruments.create_http_duration_histogram(
+            provider.get_meter(instruments.METER_NAME)
+        )
+        self.excluded_paths = frozenset(excluded_paths)
+        self.on_request = on_request
+        self._hook_failed = False
+        # Full template per route object of the top-level app, rebuilt when its routes change.
+        self._templates: dict[int, str | None] = {}
+        self._templates_for: tuple[int, int] = (0, -1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded_paths:
+            await self.app(scope, receive, send)
+            return
+
+        entry_root_path = scope.get("root_path", "")
+        entry_app = scope.get("app")
+        entry_path = scope["path"]
+        status = 500  # preset: an exception before the response starts counts as 500
+        ended_at: float | None = None
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, ended_at
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended_at = time.perf_counter()
+            await send(message)
+
+        started_at = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            # Recorded in finally so exceptions count too.
+            duration = (ended_at if ended_at is not None else time.perf_counter()) - started_at
+            route = self._route(scope, entry_root_path, entry_app, entry_path)
+            self._record(scope["method"], route, status, duration)
+
+    def _route(self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str) -> str:
+        route = scope.get("route")
+        routes = getattr(entry_app, "routes", None)
+        if routes is None:
+            return (_template(route) if route is not None else None) or UNMATCHED_ROUTE
+        if route is not None and scope.get("root_path", "") == entry_root_path:
+            if self._templates_for != (id(entry_app), len(routes)):
+                self._templates = route_templates(routes)
+                self._templates_for = (id(entry_app), len(routes))
+            template = self._templates.get(id(route))
+            if template is not None:
+                return template
+        # Served inside a mount, by a route object used under several prefixes, or by a
+        # stack that copied the scope: match against the top-level routes. Only such
+        # requests and unmatched ones pay for this.
+        entry_scope = {**scope, "path": entry_path, "root_path": entry_root_path}
+        entry_scope.pop("route", None)
+        entry_scope["path_params"] = {}
+        return match_route_template(routes, entry_scope) or UNMATCHED_ROUTE
+
+    def _record(self, method: str, route: str, status: int, duration: float) -> None:
+        method = _METHOD_LABELS.get(method) or instruments.normalize_method(method)
+        try:
+            self._histogram.record(
+                duration, {"method": method, "route": route, "status": str(status)}
+            )
+            if self.on_request is not None:
+                self.on_request(method, route, status, duration)
+        except Exception:
+            if not self._hook_failed:
+                self._hook_failed = True
+                logger.exception("otelkit: recording a request failed; further failures are silent")
