@@ -1,0 +1,186 @@
+"""The README's examples run as written, so the README cannot drift from the product."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.servers import (
+    LOOPBACK,
+    REPO_ROOT,
+    clean_env,
+    require_binary,
+    running_collector,
+    start_listening,
+)
+
+README = REPO_ROOT / "README.md"
+FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+
+
+def blocks(language: str) -> list[str]:
+    """The README's fenced blocks in ``language`` ('' for unlabelled), dedented."""
+    found = []
+    for indent, lang, body in FENCE.findall(README.read_text()):
+        if lang == language:
+            found.append("\n".join(line[len(indent) :] for line in body.splitlines()))
+    return found
+
+
+def _complete(command: str) -> bool:
+    if command.endswith("\\"):
+        return False
+    try:
+        shlex.split(command)
+    except ValueError:  # an open quote: the command goes on on the next line
+        return False
+    return True
+
+
+def commands(block: str) -> list[tuple[str, str]]:
+    """Each command of a shell block (continued lines joined), with the comment after it."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in block.splitlines():
+        stripped = line.strip()
+        if not pending and stripped.startswith("#"):
+            if result:
+                command, comment = result[-1]
+                result[-1] = (command, f"{comment} {stripped.lstrip('# ')}".strip())
+            continue
+        if not pending and not stripped:
+            continue
+        code, _, comment = line.partition("  # ")
+        pending = f"{pending}\n{code}" if pending else code
+        if _complete(pending.strip()):
+            result.append((pending.strip(), comment.strip()))
+            pending = ""
+    assert not pending, f"unterminated command in README: {pending}"
+    return result
+
+
+def run_curl(command: str, base_url: str) -> tuple[int, str]:
+    """Run a README curl command against ``base_url``; return (status, body)."""
+    argv = shlex.split(command.replace("\\\n", " ").replace("http://localhost:9090", base_url))
+    assert argv[0] == "curl"
+    completed = subprocess.run(
+        [*argv, "-sS", "-w", "\n%{http_code}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    body, _, status = completed.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_quick_start_is_the_two_commands() -> None:
+    """The first block a reader sees is exactly `make run` and `make test`."""
+    first = commands(blocks("bash")[0])
+    assert [command for command, _ in first] == ["make run", "make test"]
+
+
+def test_curl_examples_answer_as_documented(tmp_path: Path) -> None:
+    """Every curl in the README succeeds, or fails with the status and message it documents."""
+    require_binary("curl")
+    curls = [
+        (command, comment)
+        for block in blocks("bash")
+        for command, comment in commands(block)
+        if command.startswith("curl ")
+    ]
+    assert len(curls) >= 10
+    with running_collector(tmp_path) as collector:
+        for command, comment in curls:
+            status, body = run_curl(command, collector.url)
+            documented = re.match(r"(\d{3}) ", comment)
+            if documented is None:
+                assert 200 <= status < 300, f"{command}\n→ {status} {body}"
+                continue
+            assert status == int(documented.group(1)), f"{command}\n→ {status} {body}"
+            message = re.search(r'"message":"([^"]*)"', comment)
+            if message is not None:
+                assert json.loads(body)["message"] == message.group(1)
+
+
+def test_exposition_sample_is_what_the_seed_curls_produce(tmp_path: Path) -> None:
+    """After the quick-start curls, /metrics contains every line the README shows."""
+    require_binary("curl")
+    seed = [command for command, _ in commands(blocks("bash")[1])]
+    (shown,) = [block for block in blocks("") if "http_request_duration_seconds" in block]
+    with running_collector(tmp_path) as collector:
+        for command in seed:
+            assert run_curl(command, collector.url)[0] == 200
+        status, exposition = run_curl(f"curl {collector.url}/metrics", collector.url)
+    assert status == 200
+    lines = set(exposition.splitlines())
+    for line in shown.splitlines():
+        if line != "...":
+            assert line in lines, f"README shows a line /metrics does not have: {line}"
+
+
+def test_promql_examples_parse(tmp_path: Path) -> None:
+    """Every PromQL line in the README is a valid expression (promtool checks it as a rule)."""
+    promtool = require_binary("promtool")
+    queries = [line for block in blocks("promql") for line in block.splitlines() if line.strip()]
+    staleness = re.search(r"`(time\(\) - service_health_last_report_timestamp_seconds[^`]*)`",
+                          README.read_text())
+    assert staleness is not None
+    queries.append(staleness.group(1))
+    rules = {
+        "groups": [
+            {
+                "name": "readme",
+                "rules": [
+                    {"record": f"readme:query_{index}", "expr": query}
+                    for index, query in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "readme-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    completed = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    "index", range(3), ids=["env-console-script", "python-module", "uvicorn-factory"]
+)
+def test_configuration_examples_start_a_collector(tmp_path: Path, index: int) -> None:
+    """Each start command in the configuration section brings up a collector that answers."""
+    (block,) = [block for block in blocks("bash") if "otelkit-collector" in block]
+    command = commands(block)[index][0]
+    words = shlex.split(command)
+    env = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    env.pop("OTELKIT_COLLECTOR_PORT", None)
+
+    def argv(port: int) -> list[str]:
+        replaced = [word.replace("0.0.0.0", LOOPBACK) for word in words]
+        if "--port" in replaced:
+            replaced[replaced.index("--port") + 1] = str(port)
+        else:
+            replaced += ["--port", str(port)]
+        if "--host" not in replaced:
+            replaced += ["--host", LOOPBACK]
+        return replaced
+
+    server = start_listening(
+        argv, ready_path="/healthz", log_dir=tmp_path, name=f"readme-{index}", env=clean_env(env)
+    )
+    try:
+        assert server.wait_ready("/healthz")
+    finally:
+        server.stop()
