@@ -10,7 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -18,6 +19,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import Histogram, ObservableGauge
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector import persistence
 from collector.auth import BearerAuthMiddleware
@@ -122,8 +124,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if multiprocessing.parent_process() is not None:
             raise RuntimeError(MULTI_PROCESS_MESSAGE)
-        saver = None
+        saver = lock = None
         if settings.state_file is not None:
+            lock = persistence.lock_state_file(settings.state_file)
             saver = asyncio.create_task(
                 persistence.save_periodically(
                     settings.state_file, state, settings.state_save_interval_seconds
@@ -136,6 +139,8 @@ def create_app(
                 saver.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await saver
+            if lock is not None:
+                lock.close()
             if owned_provider is not None:
                 owned_provider.shutdown()
 
@@ -168,6 +173,16 @@ def create_app(
         app.add_middleware(
             BearerAuthMiddleware, token=settings.token, on_reject=count_refused("unauthorized")
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 for a body json cannot even parse (e.g. nested too deeply):
+        # a rejected report like any other, so it is counted like one.
+        if exc.status_code == 400:
+            kind = report_kind(request.url.path)
+            if kind is not None:
+                recorder.count(kind, "rejected")
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,6 +8,8 @@ that cannot be read is moved aside (``<name>.corrupt-<time>``) and the collector
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -15,7 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from collector.state import HealthEntry, ServiceState, UsersEntry
 from otelkit.reports import HEALTH_STATUSES, check_label_text
@@ -53,6 +55,32 @@ def write_state_file(path: Path, document: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Delete temp files a crash left behind mid-write (they never replaced ``path``)."""
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
+def lock_state_file(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on ``<path>.lock`` for as long as the returned file is open.
+
+    Raises:
+        RuntimeError: another process (a second collector or worker) holds it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f"{path.name}.lock").open("ab")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RuntimeError(
+            f"another collector process already uses the state file {path}; run exactly one "
+            "collector process per state file"
+        ) from None
+    return lock
 
 
 class StateFileError(ValueError):
@@ -106,6 +134,7 @@ def load_state_file(path: Path, state: ServiceState) -> bool:
     A missing file is a fresh start. An unreadable one is renamed aside and logged; the
     collector still starts, empty.
     """
+    remove_stale_temp_files(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -113,7 +142,8 @@ def load_state_file(path: Path, state: ServiceState) -> bool:
     try:
         health, users = parse_state(json.loads(raw))
     except (ValueError, RecursionError) as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        # Nanoseconds: two corrupt files set aside in the same second must not collide.
+        aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
         os.replace(path, aside)
         logger.error("state file %s is unreadable (%s); moved it to %s", path, exc, aside)
         return False

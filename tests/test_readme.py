@@ -129,8 +129,9 @@ def test_promql_examples_parse(tmp_path: Path) -> None:
     """Every PromQL line in the README is a valid expression (promtool checks it as a rule)."""
     promtool = require_binary("promtool")
     queries = [line for block in blocks("promql") for line in block.splitlines() if line.strip()]
-    staleness = re.search(r"`(time\(\) - service_health_last_report_timestamp_seconds[^`]*)`",
-                          README.read_text())
+    staleness = re.search(
+        r"`(time\(\) - service_health_last_report_timestamp_seconds[^`]*)`", README.read_text()
+    )
     assert staleness is not None
     queries.append(staleness.group(1))
     rules = {
