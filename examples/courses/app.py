@@ -7,6 +7,7 @@ it also pushes every request, its health and its active users to the collector.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 from fastapi import FastAPI, HTTPException
@@ -15,7 +16,7 @@ import otelkit
 from examples.courses.catalogue import COURSES, Course
 
 app = FastAPI(title="courses")
-otelkit.instrument(app, service_name="courses")
+otelkit.instrument(app, service_name=os.environ.get("OTEL_SERVICE_NAME", "courses"))
 
 
 @app.get("/api/courses")
