@@ -44,6 +44,12 @@ OVERFLOW_RESERVE_STATUSES = 500
 """Distinct status codes (100-599): the most series the global overflow fold can create."""
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+_UNPARSABLE_BODY_DETAIL = (
+    "body: must be UTF-8 JSON nested at most a few hundred levels deep (it could not be parsed)"
+)
+
+
 def report_kind(path: str) -> ReportKind | None:
     """Which self-metric kind a write to ``path`` counts as (``None`` when it is no report)."""
     if path.startswith("/api/metrics/http"):
@@ -182,6 +188,11 @@ def create_app(
             kind = report_kind(request.url.path)
             if kind is not None:
                 recorder.count(kind, "rejected")
+            if exc.detail == _UNPARSABLE_BODY:
+                return JSONResponse(
+                    status_code=400,
+                    content={"detail": _UNPARSABLE_BODY_DETAIL, "message": _UNPARSABLE_BODY_DETAIL},
+                )
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -66,6 +66,8 @@ class BodySizeLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
+                    if self.on_reject is not None:
+                        self.on_reject(scope["path"])
                     await send_json_error(send, 400, "Content-Length header is not an integer")
                     return
                 if declared > self.max_body_bytes:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -158,22 +159,26 @@ async def save_periodically(path: Path, state: ServiceState, interval_seconds: f
     write (disk full, permissions) is logged and retried at the next interval.
     """
     saved_version = state.version
+    # Cancellation does not stop a write already running in its thread; the lock makes the
+    # final write wait for it, so the newest state is the one left on disk.
+    writing = threading.Lock()
     try:
         while True:
             await asyncio.sleep(interval_seconds)
             if state.version != saved_version:
                 version, document = state.version, dump_state(state)
-                if await asyncio.to_thread(_try_write, path, document):
+                if await asyncio.to_thread(_try_write, path, document, writing):
                     saved_version = version
     finally:
         if state.version != saved_version:
-            _try_write(path, dump_state(state))
+            _try_write(path, dump_state(state), writing)
 
 
-def _try_write(path: Path, document: dict[str, Any]) -> bool:
-    try:
-        write_state_file(path, document)
-    except OSError as exc:
-        logger.error("could not write state file %s: %s", path, exc)
-        return False
+def _try_write(path: Path, document: dict[str, Any], writing: threading.Lock) -> bool:
+    with writing:
+        try:
+            write_state_file(path, document)
+        except OSError as exc:
+            logger.error("could not write state file %s: %s", path, exc)
+            return False
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -47,6 +48,10 @@ class CollectorSettings:
             raise ValueError(f"port must be within 0-65535, got {self.port}")
         if self.token is not None and not self.token:
             raise ValueError("token must not be empty; leave it unset to disable auth")
+        for name in ("health_ttl_seconds", "state_save_interval_seconds"):
+            # check_range lets NaN through (every comparison with it is false).
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         check_range("health_ttl_seconds", self.health_ttl_seconds, minimum=0.001)
         check_range("state_save_interval_seconds", self.state_save_interval_seconds, 0.001)
         check_range("max_body_bytes", self.max_body_bytes, minimum=1024)

@@ -74,7 +74,8 @@ class ServiceState:
         if len(self._named) >= self.max_services:
             raise CapacityError(
                 f"service refused: the collector already tracks "
-                f"max_services={self.max_services} services (OTELKIT_MAX_SERVICES)"
+                f"max_services={self.max_services} services (OTELKIT_MAX_SERVICES; "
+                f"forgotten services keep their slot until restart)"
             )
         self._named.add(service)
 
@@ -91,10 +92,14 @@ class ServiceState:
         self.version += 1
 
     def forget(self, service: str) -> bool:
-        """Drop everything known about ``service``; return whether anything was there."""
+        """Drop everything known about ``service``; return whether anything was there.
+
+        The name keeps its ``max_services`` slot until restart: the OpenTelemetry SDK keeps
+        every attribute set an observable gauge ever reported, so freeing the slot would let
+        a newcomer push the gauges past their limit into ``otel_metric_overflow``.
+        """
         found = self._health.pop(service, None) is not None
         found = self._users.pop(service, None) is not None or found
-        self._named.discard(service)
         if found:
             self.version += 1
         return found

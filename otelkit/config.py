@@ -74,6 +74,8 @@ def check_range(
     name: str, value: float, minimum: float | None = None, maximum: float | None = None
 ) -> None:
     """Raise ``ValueError`` naming ``name`` when ``value`` lies outside [minimum, maximum]."""
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got NaN")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
