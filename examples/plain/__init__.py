@@ -1,0 +1,1 @@
+"""An unmodified FastAPI service, for zero-code instrumentation."""
