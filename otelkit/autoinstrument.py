@@ -20,17 +20,26 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 
 from otelkit.instrumentation import instrument
+from otelkit.middleware import MetricsMiddleware
 
 logger = logging.getLogger(__name__)
 
 _original_fastapi: type[fastapi.FastAPI] | None = None
+_first_app_instrumented = False
 
 
 class _InstrumentedFastAPI(fastapi.FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        provider = metrics.get_meter_provider()
+        global _first_app_instrumented
         try:
+            if _first_app_instrumented:
+                # Later apps (often sub-apps mounted in the first) only get the middleware on
+                # the shared provider; a request the outer app records is not recorded twice.
+                self.add_middleware(MetricsMiddleware, meter_provider=metrics.get_meter_provider())
+                return
+            _first_app_instrumented = True
+            provider = metrics.get_meter_provider()
             if isinstance(provider, SdkMeterProvider):
                 instrument(self, meter_provider=provider)
             else:

@@ -116,7 +116,10 @@ def setup_metrics(
         otlp_endpoint: OTLP/HTTP base endpoint; default the standard ``OTEL_EXPORTER_OTLP_*``.
         export_interval_millis: OTLP export interval (default ``OTEL_METRIC_EXPORT_INTERVAL``).
         resource_attributes: extra resource attributes.
-        environ: the environment to read (default ``os.environ``).
+        environ: where otelkit reads ``OTEL_METRICS_EXPORTER`` and the Prometheus port and
+            host (default ``os.environ``). The OpenTelemetry SDK itself reads
+            ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_EXPORTER_OTLP_*``
+            from ``os.environ``.
     """
     chosen = parse_exporters(exporters, environ)
     attributes: dict[str, str] = dict(resource_attributes or {})

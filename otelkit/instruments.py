@@ -15,6 +15,7 @@ from opentelemetry.metrics import (
     Counter,
     Histogram,
     Meter,
+    ObservableCounter,
     ObservableGauge,
     Observation,
 )
@@ -94,12 +95,31 @@ COLLECTOR_REPORTS: Final = MetricSpec(
     label_keys=("kind", "outcome"),
 )
 
+PUSH_REPORTS: Final = MetricSpec(
+    name="otelkit_push_reports",
+    prometheus_name="otelkit_push_reports_total",
+    kind="counter",
+    unit="",
+    description="Reports a service's push client generated, delivered to the collector or dropped",
+    label_keys=("outcome",),
+)
+PUSH_QUEUE_SIZE: Final = MetricSpec(
+    name="otelkit_push_queue_size",
+    prometheus_name="otelkit_push_queue_size",
+    kind="gauge",
+    unit="",
+    description="Reports waiting in a service's push queue or in flight to the collector",
+    label_keys=(),
+)
+
 CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     HTTP_REQUEST_DURATION,
     SERVICE_HEALTH_STATUS,
     SERVICE_HEALTH_LAST_REPORT,
     ACTIVE_USERS,
     COLLECTOR_REPORTS,
+    PUSH_REPORTS,
+    PUSH_QUEUE_SIZE,
 )
 
 PROCESS_METRIC_PREFIXES: Final = ("process_", "python_gc_", "python_info")
@@ -114,6 +134,8 @@ REPORT_OUTCOMES: Final[tuple[ReportOutcome, ...]] = (
     "rejected",
     "unauthorized",
 )
+PushOutcome = Literal["generated", "delivered", "dropped"]
+PUSH_OUTCOMES: Final[tuple[PushOutcome, ...]] = ("generated", "delivered", "dropped")
 
 ObservationCallback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -134,6 +156,17 @@ def create_gauge(meter: Meter, spec: MetricSpec, callback: ObservationCallback) 
     if spec.kind != "gauge":
         raise ValueError(f"{spec.name} is a {spec.kind}, not a gauge")
     return meter.create_observable_gauge(
+        spec.name, callbacks=[callback], unit=spec.unit, description=spec.description
+    )
+
+
+def create_observable_counter(
+    meter: Meter, spec: MetricSpec, callback: ObservationCallback
+) -> ObservableCounter:
+    """Create an observable (monotonic) counter for a catalogue entry, read through ``callback``."""
+    if spec.kind != "counter":
+        raise ValueError(f"{spec.name} is a {spec.kind}, not a counter")
+    return meter.create_observable_counter(
         spec.name, callbacks=[callback], unit=spec.unit, description=spec.description
     )
 

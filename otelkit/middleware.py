@@ -22,6 +22,9 @@ UNMATCHED_ROUTE = "__unmatched__"
 
 DEFAULT_EXCLUDED_PATHS = ("/metrics", "/healthz")
 
+_RECORDING = "otelkit.recording"
+"""Scope key marking a request an otelkit middleware is already recording."""
+
 RequestHook = Callable[[str, str, int, float], None]
 """Called with (method, route, status, duration seconds) after each recorded request."""
 
@@ -106,12 +109,21 @@ class MetricsMiddleware:
         self._templates_for: tuple[int, int] = (0, -1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.excluded_paths
+            # An outer MetricsMiddleware (e.g. around the app this one is mounted in)
+            # already records this request, with the full template.
+            or _RECORDING in scope
+        ):
             await self.app(scope, receive, send)
             return
+        scope[_RECORDING] = True
 
         entry_root_path = scope.get("root_path", "")
-        entry_app = scope.get("app")
+        # Added with add_middleware, the app is in the scope; wrapped around an app
+        # directly (``MetricsMiddleware(app)``), the wrapped app holds the routes.
+        entry_app = scope.get("app", self.app)
         entry_path = scope["path"]
         status = 500  # preset: an exception before the response starts counts as 500
         ended_at: float | None = None
@@ -128,13 +140,30 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException:
-            status = 500
+            # The client got no complete response: a server error, whatever was started.
+            # (After the last body byte, e.g. in a background task, the status stands.)
+            if ended_at is None:
+                status = 500
             raise
         finally:
             # Recorded in finally so exceptions count too.
             duration = (ended_at if ended_at is not None else time.perf_counter()) - started_at
-            route = self._route(scope, entry_root_path, entry_app, entry_path)
-            self._record(scope["method"], route, status, duration)
+            self._record(
+                scope["method"],
+                self._safe_route(scope, entry_root_path, entry_app, entry_path),
+                status,
+                duration,
+            )
+
+    def _safe_route(
+        self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str
+    ) -> str:
+        try:
+            return self._route(scope, entry_root_path, entry_app, entry_path)
+        except Exception:
+            # Never let label resolution replace the application's own outcome.
+            self._log_failure_once()
+            return UNMATCHED_ROUTE
 
     def _route(self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str) -> str:
         route = scope.get("route")
@@ -165,6 +194,9 @@ class MetricsMiddleware:
             if self.on_request is not None:
                 self.on_request(method, route, status, duration)
         except Exception:
-            if not self._hook_failed:
-                self._hook_failed = True
-                logger.exception("otelkit: recording a request failed; further failures are silent")
+            self._log_failure_once()
+
+    def _log_failure_once(self) -> None:
+        if not self._hook_failed:
+            self._hook_failed = True
+            logger.exception("otelkit: recording a request failed; further failures are silent")

@@ -12,13 +12,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from otelkit import instruments
 from otelkit.config import env_str
 
 logger = logging.getLogger(__name__)
@@ -113,7 +115,9 @@ class PushClient:
         url = kwargs.pop("url", None) or env_str("OTELKIT_COLLECTOR_URL", environ)
         if url is None:
             return None
-        kwargs.setdefault("token", env_str("OTELKIT_COLLECTOR_TOKEN", environ))
+        # ``token=None`` (as instrument() passes it) means "not given": read the variable.
+        if kwargs.get("token") is None:
+            kwargs["token"] = env_str("OTELKIT_COLLECTOR_TOKEN", environ)
         return cls(url, **kwargs)
 
     # -- producer side: called on the request path, never blocks, never raises -------------
@@ -162,6 +166,29 @@ class PushClient:
                 dropped=self._dropped,
                 queued=len(self._queue) + self._in_flight,
             )
+
+    def register_metrics(self, meter_provider: MeterProvider) -> None:
+        """Expose :meth:`stats` on ``meter_provider``: ``otelkit_push_reports_total{outcome}``
+        (generated, delivered, dropped) and ``otelkit_push_queue_size`` (queued).
+
+        Each is read when the provider is collected, so one scrape may catch the sender
+        between the two reads; the identity holds exactly whenever the client is idle.
+        """
+        meter = meter_provider.get_meter(instruments.METER_NAME)
+        instruments.create_observable_counter(
+            meter, instruments.PUSH_REPORTS, self._observe_reports
+        )
+        instruments.create_gauge(meter, instruments.PUSH_QUEUE_SIZE, self._observe_queue)
+
+    def _observe_reports(self, options: CallbackOptions) -> Iterable[Observation]:
+        stats = self.stats()
+        return [
+            Observation(getattr(stats, outcome), {"outcome": outcome})
+            for outcome in instruments.PUSH_OUTCOMES
+        ]
+
+    def _observe_queue(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.stats().queued)]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
