@@ -23,7 +23,7 @@ from otelkit.reporters import DEFAULT_HEARTBEAT_SECONDS, HealthCheck, HealthHear
 
 logger = logging.getLogger(__name__)
 
-PUSH_SHUTDOWN_SECONDS = 5.0
+PUSH_SHUTDOWN_SECONDS = 3.0
 _FROM_ENV: Any = object()
 
 _default_reporter: Reporter | None = None
