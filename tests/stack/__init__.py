@@ -1,0 +1,1 @@
+"""Tests of the shipped stack: Prometheus config and rules, Grafana provisioning, compose."""

@@ -1,0 +1,129 @@
+"""The collector and example images, checked without a Docker engine: the command each runs,
+its user, its environment and the files it copies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.__main__ import main as collector_main
+from collector.settings import CollectorSettings
+from tests.e2e.servers import REPO_ROOT, clean_env
+from tests.stack.stack_files import (
+    COLLECTOR_DOCKERFILE,
+    EXAMPLE_DOCKERFILE,
+    compose,
+    dockerfile_env,
+    dockerfile_instructions,
+    exec_form,
+    interpolate,
+    mounts,
+    published_ports,
+)
+
+SERVICES: dict[str, dict[str, Any]] = compose()["services"]
+IMPORT_TIMEOUT_SECONDS = 60
+
+
+# --- The collector image -------------------------------------------------------------------
+
+
+def test_collector_image_runs_the_console_script() -> None:
+    """The image's command is the ``otelkit-collector`` script pyproject.toml installs."""
+    instructions = dockerfile_instructions(COLLECTOR_DOCKERFILE)
+    assert exec_form(instructions, "CMD") == ["otelkit-collector"]
+    assert not [keyword for keyword, _ in instructions if keyword == "ENTRYPOINT"]
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["otelkit-collector"] == "collector.__main__:main"
+    assert callable(collector_main)
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [COLLECTOR_DOCKERFILE, EXAMPLE_DOCKERFILE],
+    ids=lambda path: str(path.relative_to(REPO_ROOT)),
+)
+def test_image_runs_as_a_non_root_user(dockerfile: Path) -> None:
+    """The last USER of each image is an unprivileged user."""
+    users = [args for keyword, args in dockerfile_instructions(dockerfile) if keyword == "USER"]
+    assert users, "no USER instruction: the image runs as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_collector_container_settings_bind_all_interfaces() -> None:
+    """The image's ENV plus compose's environment (variables unset) build valid settings
+    listening on 0.0.0.0 at the port compose publishes."""
+    environ = dockerfile_env(dockerfile_instructions(COLLECTOR_DOCKERFILE))
+    assert environ["OTELKIT_COLLECTOR_HOST"] == "0.0.0.0"
+    collector = SERVICES["collector"]
+    environ |= {name: interpolate(str(value)) for name, value in collector["environment"].items()}
+    settings = CollectorSettings.from_env(environ=environ)
+    assert settings.host == "0.0.0.0"
+    assert settings.port in published_ports(collector).values()
+    assert settings.token is None
+    state_dir = {mount.target for mount in mounts(collector) if not mount.is_bind}
+    assert settings.state_file is not None
+    assert str(settings.state_file.parent) in state_dir
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [COLLECTOR_DOCKERFILE, EXAMPLE_DOCKERFILE],
+    ids=lambda path: str(path.relative_to(REPO_ROOT)),
+)
+def test_image_copies_files_that_exist(dockerfile: Path) -> None:
+    """Every COPY source exists in the build context (the repository root) and every
+    ``pip install .[extra]`` names a declared extra."""
+    instructions = dockerfile_instructions(dockerfile)
+    for keyword, arguments in instructions:
+        if keyword == "COPY":
+            *sources, _ = arguments.split()
+            for source in sources:
+                assert (REPO_ROOT / source).exists(), source
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for keyword, arguments in instructions:
+        if keyword == "RUN":
+            for requested in re.findall(r"\.\[([\w,]+)\]", arguments):
+                assert set(requested.split(",")) <= set(extras), requested
+
+
+# --- The example image ---------------------------------------------------------------------
+
+
+def test_example_image_serves_the_courses_app_on_its_published_port() -> None:
+    """The example's command is uvicorn serving ``examples.courses.app:app`` on 0.0.0.0 at the
+    container port compose publishes."""
+    argv = exec_form(dockerfile_instructions(EXAMPLE_DOCKERFILE), "CMD")
+    assert argv[0] == "uvicorn"
+    assert argv[1] == "examples.courses.app:app"
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    port = int(argv[argv.index("--port") + 1])
+    assert port in published_ports(SERVICES["courses"]).values()
+
+
+def test_example_app_imports() -> None:
+    """``examples.courses.app:app`` imports to an ASGI app (in a fresh interpreter, since
+    importing it instruments the app)."""
+    code = (
+        "import importlib; from fastapi import FastAPI; "
+        "module = importlib.import_module('examples.courses.app'); "
+        "assert isinstance(module.app, FastAPI)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
