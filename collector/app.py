@@ -48,6 +48,22 @@ _UNPARSABLE_BODY = "There was an error parsing the body"
 _UNPARSABLE_BODY_DETAIL = (
     "body: must be UTF-8 JSON nested at most a few hundred levels deep (it could not be parsed)"
 )
+_TOO_DEEP_DETAIL = "body: must be JSON nested at most a few hundred levels deep"
+_NOT_UTF8_DETAIL = "body: must be UTF-8 encoded JSON"
+_TOO_MANY_DIGITS_DETAIL = (
+    "body: integer literals may have at most 4300 digits (Python's int conversion limit)"
+)
+
+
+def unparsable_body_detail(cause: BaseException | None) -> str:
+    """Why ``json`` could not parse a body, named as the rule it broke."""
+    if isinstance(cause, RecursionError):
+        return _TOO_DEEP_DETAIL
+    if isinstance(cause, UnicodeDecodeError):
+        return _NOT_UTF8_DETAIL
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return _TOO_MANY_DIGITS_DETAIL
+    return _UNPARSABLE_BODY_DETAIL
 
 
 def report_kind(path: str) -> ReportKind | None:
@@ -156,6 +172,9 @@ def create_app(
         "scraped by Prometheus at /metrics.",
         version="0.1.0",
         lifespan=lifespan,
+        # A trailing slash must not redirect: POST /api/health/a%2F would be sent on to
+        # /api/health/a, recording the health of a service the client did not name.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.recorder = recorder
@@ -189,10 +208,8 @@ def create_app(
             if kind is not None:
                 recorder.count(kind, "rejected")
             if exc.detail == _UNPARSABLE_BODY:
-                return JSONResponse(
-                    status_code=400,
-                    content={"detail": _UNPARSABLE_BODY_DETAIL, "message": _UNPARSABLE_BODY_DETAIL},
-                )
+                detail = unparsable_body_detail(exc.__cause__)
+                return JSONResponse(status_code=400, content={"detail": detail, "message": detail})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,12 +14,14 @@ from collector.recorder import Recorder
 from collector.schemas import (
     Accepted,
     ActiveUsers,
+    ErrorBody,
     Forgotten,
     MetricsView,
     ServiceHealth,
 )
 from collector.state import CapacityError
 from otelkit.reports import (
+    LABEL_TEXT_PATTERN,
     MAX_SERVICE_LENGTH,
     HealthReport,
     HttpReport,
@@ -32,7 +34,12 @@ router = APIRouter()
 
 ServicePath = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_SERVICE_LENGTH, description="Service name"),
+    Path(
+        min_length=1,
+        max_length=MAX_SERVICE_LENGTH,
+        description="Service name",
+        json_schema_extra={"pattern": LABEL_TEXT_PATTERN},
+    ),
     AfterValidator(check_label_text),
 ]
 
@@ -47,11 +54,50 @@ def get_registry(request: Request) -> CollectorRegistry:
     return cast(CollectorRegistry, request.app.state.registry)
 
 
+# Every answer a write can give is documented, so the OpenAPI schema is one clients (and
+# schemathesis) can hold the collector to.
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "Missing or wrong bearer token (only when OTELKIT_COLLECTOR_TOKEN is set)",
+    },
+}
+_REFUSED_PATH: dict[int | str, dict[str, Any]] = {
+    **_UNAUTHORIZED,
+    422: {"model": ErrorBody, "description": "The service name breaks a rule (named in detail)"},
+}
+_REFUSED_BODY: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "The body is not UTF-8 JSON (or is nested too deeply), or Content-Length "
+        "is not an integer",
+    },
+    **_UNAUTHORIZED,
+    413: {
+        "model": ErrorBody,
+        "description": "The body is larger than max_body_bytes (OTELKIT_MAX_BODY_BYTES)",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "A field breaks a rule (detail and message name both), or a new service "
+        "would pass max_services",
+    },
+}
+_EXPOSITION: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text format 0.0.4, or OpenMetrics 1.0 when Accept asks for it",
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/openmetrics-text": {"schema": {"type": "string"}},
+        },
+    },
+}
+
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]
 RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
 
 
-@router.get("/metrics", response_class=Response, tags=["scrape"])
+@router.get("/metrics", response_class=Response, responses=_EXPOSITION, tags=["scrape"])
 async def metrics(request: Request, registry: RegistryDep) -> Response:
     """Prometheus exposition (OpenMetrics when the Accept header asks for it)."""
     body, content_type = exposition.render(registry, request.headers.get("accept"))
@@ -83,7 +129,9 @@ async def metrics_json(recorder: RecorderDep, registry: RegistryDep) -> MetricsV
     )
 
 
-@router.post("/api/health/{service}", response_model=Accepted, tags=["write"])
+@router.post(
+    "/api/health/{service}", response_model=Accepted, responses=_REFUSED_BODY, tags=["write"]
+)
 async def report_health(
     service: ServicePath, report: HealthReport, recorder: RecorderDep
 ) -> Accepted:
@@ -96,19 +144,23 @@ async def report_health(
     return Accepted(accepted=1)
 
 
-@router.delete("/api/health/{service}", response_model=Forgotten, tags=["write"])
+@router.delete(
+    "/api/health/{service}", response_model=Forgotten, responses=_REFUSED_PATH, tags=["write"]
+)
 async def forget_service(service: ServicePath, recorder: RecorderDep) -> Forgotten:
     """Forget a service: its health, last-report and users series disappear."""
     return Forgotten(service=service, forgotten=recorder.forget_service(service))
 
 
-@router.post("/api/metrics/http", response_model=Accepted, tags=["write"])
+@router.post("/api/metrics/http", response_model=Accepted, responses=_REFUSED_BODY, tags=["write"])
 async def report_http(report: HttpReport, recorder: RecorderDep) -> Accepted:
     """Record one request's duration (seconds) in http_request_duration_seconds."""
     return _record_http(recorder, [report])
 
 
-@router.post("/api/metrics/http/batch", response_model=Accepted, tags=["write"])
+@router.post(
+    "/api/metrics/http/batch", response_model=Accepted, responses=_REFUSED_BODY, tags=["write"]
+)
 async def report_http_batch(batch: HttpReportBatch, recorder: RecorderDep) -> Accepted:
     """Record many requests at once; one bad report rejects the whole batch."""
     return _record_http(recorder, batch.reports)
@@ -119,7 +171,7 @@ def _record_http(recorder: Recorder, reports: list[HttpReport]) -> Accepted:
     return Accepted(accepted=len(reports), overflowed=overflowed)
 
 
-@router.post("/api/metrics/users", response_model=Accepted, tags=["write"])
+@router.post("/api/metrics/users", response_model=Accepted, responses=_REFUSED_BODY, tags=["write"])
 async def report_users(report: UsersReport, recorder: RecorderDep) -> Accepted:
     """Set the number of active users (per service when one is named)."""
     try:

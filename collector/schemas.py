@@ -68,3 +68,20 @@ class Forgotten(BaseModel):
 
     service: str
     forgotten: bool = Field(description="Whether the collector knew the service")
+
+
+class ValidationIssue(BaseModel):
+    """One rule a request broke: where (``loc``), what (``msg``) and the rule's ``type``."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer: ``detail`` is a message, or the list of broken rules (422)."""
+
+    detail: str | list[ValidationIssue]
+    message: str | None = Field(
+        default=None, description="The broken rules in one line (validation errors only)"
+    )

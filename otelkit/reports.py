@@ -20,6 +20,12 @@ MAX_DURATION_SECONDS: Final = 86_400.0
 MAX_USER_COUNT: Final = 1_000_000_000_000
 MAX_BATCH_REPORTS: Final = 1_000
 
+LABEL_TEXT_PATTERN: Final = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+"""What :func:`check_label_text` accepts, as a JSON Schema pattern (documentation only: the
+validator names the offending character, which a pattern mismatch could not)."""
+METHOD_PATTERN: Final = r"^[A-Za-z]+$"
+"""What a method token may look like, as a JSON Schema pattern (documentation only)."""
+
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "down"]
 HEALTH_STATUSES: Final[tuple[HealthStatus, ...]] = ("healthy", "degraded", "unhealthy", "down")
 
@@ -52,17 +58,25 @@ def _check_method(value: str) -> str:
 
 ServiceName = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_SERVICE_LENGTH),
+    Field(
+        min_length=1,
+        max_length=MAX_SERVICE_LENGTH,
+        json_schema_extra={"pattern": LABEL_TEXT_PATTERN},
+    ),
     AfterValidator(check_label_text),
 ]
 Route = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_ROUTE_LENGTH),
+    Field(
+        min_length=1, max_length=MAX_ROUTE_LENGTH, json_schema_extra={"pattern": LABEL_TEXT_PATTERN}
+    ),
     AfterValidator(check_label_text),
 ]
 Method = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_METHOD_LENGTH),
+    Field(
+        min_length=1, max_length=MAX_METHOD_LENGTH, json_schema_extra={"pattern": METHOD_PATTERN}
+    ),
     AfterValidator(_check_method),
 ]
 StatusCode = Annotated[int, Field(strict=True, ge=100, le=599)]
@@ -81,7 +95,9 @@ class HttpReport(_Report):
 
     method: Method = Field(description="HTTP method; non-standard methods are recorded as _OTHER")
     route: Route = Field(description="Route template, e.g. /api/courses/{course_id}")
-    status: StatusCode = Field(description="HTTP status code, 100-599")
+    status: StatusCode = Field(
+        description="HTTP status code, 100-599, as an integer literal (200, not 200.0)"
+    )
     duration: DurationSeconds = Field(description="Duration in seconds, finite and >= 0")
     service: ServiceName | None = Field(default=None, description="Reporting service")
 
@@ -104,5 +120,5 @@ class HealthReport(_Report):
 class UsersReport(_Report):
     """The number of users currently active."""
 
-    count: UserCount = Field(description="Active users, an integer >= 0")
+    count: UserCount = Field(description="Active users, an integer literal >= 0 (127, not 127.0)")
     service: ServiceName | None = Field(default=None, description="Reporting service")

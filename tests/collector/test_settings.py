@@ -40,7 +40,7 @@ def test_defaults() -> None:
         max_body_bytes=256 * 1024,
         max_services=1_000,
         max_routes_per_service=200,
-        max_series=20_000,
+        max_series=2_000,
     )
 
 
