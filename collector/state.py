@@ -96,7 +96,8 @@ class ServiceState:
 
         The name keeps its ``max_services`` slot until restart: the OpenTelemetry SDK keeps
         every attribute set an observable gauge ever reported, so freeing the slot would let
-        a newcomer push the gauges past their limit into ``otel_metric_overflow``.
+        a stream of newcomers grow that memory without bound (and, on SDKs with a per-metric
+        limit, push the gauges into ``otel_metric_overflow``).
         """
         found = self._health.pop(service, None) is not None
         found = self._users.pop(service, None) is not None or found
