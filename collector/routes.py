@@ -44,12 +44,14 @@ ServicePath = Annotated[
 ]
 
 
-def get_recorder(request: Request) -> Recorder:
+# Dependencies are ``async def``: a plain ``def`` would be run in a thread pool on every
+# request, which cost more than the whole lookup.
+async def get_recorder(request: Request) -> Recorder:
     """The app's recorder (set by ``create_app``)."""
     return cast(Recorder, request.app.state.recorder)
 
 
-def get_registry(request: Request) -> CollectorRegistry:
+async def get_registry(request: Request) -> CollectorRegistry:
     """The registry ``/metrics`` renders (set by ``create_app``)."""
     return cast(CollectorRegistry, request.app.state.registry)
 

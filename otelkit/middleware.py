@@ -30,6 +30,10 @@ RequestHook = Callable[[str, str, int, float], None]
 
 _METHOD_LABELS = {method: method for method in instruments.HTTP_METHODS}
 
+_ATTRIBUTE_CACHE_SIZE = 4_096
+"""Label sets kept ready for ``record``: every (method, route, status) an app serves, bounded
+so that an app answering with arbitrary statuses cannot grow it."""
+
 
 def _flatten(routes: Iterable[Any]) -> list[Any]:
     # FastAPI nests included routers in the route list; iter_route_contexts flattens them
@@ -107,6 +111,9 @@ class MetricsMiddleware:
         # Full template per route object of the top-level app, rebuilt when its routes change.
         self._templates: dict[int, str | None] = {}
         self._templates_for: tuple[int, int] = (0, -1)
+        # One attributes mapping per label set, built once: record() then skips building a
+        # dict and formatting the status on every request.
+        self._attributes: dict[tuple[str, str, int], dict[str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -188,9 +195,13 @@ class MetricsMiddleware:
     def _record(self, method: str, route: str, status: int, duration: float) -> None:
         method = _METHOD_LABELS.get(method) or instruments.normalize_method(method)
         try:
-            self._histogram.record(
-                duration, {"method": method, "route": route, "status": str(status)}
-            )
+            key = (method, route, status)
+            attributes = self._attributes.get(key)
+            if attributes is None:
+                attributes = {"method": method, "route": route, "status": str(status)}
+                if len(self._attributes) < _ATTRIBUTE_CACHE_SIZE:
+                    self._attributes[key] = attributes
+            self._histogram.record(duration, attributes)
             if self.on_request is not None:
                 self.on_request(method, route, status, duration)
         except Exception:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -11,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from otelkit.reports import check_label_text
 from tests.conftest import (
     CollectorProbe,
     build_seeded_app,
@@ -562,3 +565,16 @@ async def test_metrics_render_after_every_kind_of_rejection(seeded: CollectorPro
 
     assert response.status_code == 200
     assert recorded_samples(response.text) == before
+
+
+def test_label_check_refuses_exactly_the_control_characters() -> None:
+    """Every code point of Unicode category Cc is refused, naming it; every other one passes."""
+    for code_point in range(sys.maxunicode + 1):
+        if 0xD800 <= code_point <= 0xDFFF:
+            continue  # lone surrogates: refused as invalid UTF-8, checked elsewhere
+        char = chr(code_point)
+        if unicodedata.category(char) == "Cc":
+            with pytest.raises(ValueError, match=f"U\\+{code_point:04X}"):
+                check_label_text(f"a{char}b")
+        else:
+            assert check_label_text(char) == char
