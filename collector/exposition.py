@@ -10,16 +10,23 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from collector.render import FastRenderer
 from collector.schemas import HttpSeries, ReportCount
 from otelkit.instruments import COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
 
+_RENDERER = FastRenderer()
+"""Shared by every registry: its cache is a pure function of label sets (and bounded)."""
+
 
 def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
-    """The exposition in the format ``accept`` asks for (OpenMetrics or text 0.0.4)."""
-    encoder, content_type = choose_encoder(accept or "")
+    """The exposition in the format ``accept`` asks for (OpenMetrics or text 0.0.4).
+
+    Byte for byte what prometheus_client's encoders produce, rendered by
+    :class:`collector.render.FastRenderer`.
+    """
+    encoder, content_type = _RENDERER.choose(accept)
     return encoder(registry), content_type
 
 
