@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from prometheus_client import (
@@ -144,8 +146,22 @@ def setup_metrics(
             port = server[0].server_port
     if "otlp" in chosen:
         readers.append(_otlp_reader(otlp_endpoint, export_interval_millis))
-    provider = MeterProvider(resource=resource, metric_readers=readers)
+    provider = MeterProvider(
+        resource=resource, metric_readers=readers, exemplar_filter=_exemplar_filter(chosen)
+    )
     return MetricsSetup(provider, prom_registry, chosen, port, server)
+
+
+def _exemplar_filter(exporters: Sequence[str]) -> ExemplarFilter | None:
+    """No exemplar sampling when nothing exported could carry exemplars.
+
+    The Prometheus exporter drops exemplars, so without OTLP, sampling them (a trace-context
+    lookup on every record) is pure cost. ``OTEL_METRICS_EXEMPLAR_FILTER``, when set, and
+    OTLP keep the SDK's own choice (``None``).
+    """
+    if "otlp" in exporters or os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER):
+        return None
+    return AlwaysOffExemplarFilter()
 
 
 def _otlp_reader(endpoint: str | None, interval_millis: float | None) -> MetricReader:

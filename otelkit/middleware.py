@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
@@ -110,7 +110,8 @@ class MetricsMiddleware:
         self._hook_failed = False
         # Full template per route object of the top-level app, rebuilt when its routes change.
         self._templates: dict[int, str | None] = {}
-        self._templates_for: tuple[int, int] = (0, -1)
+        self._templates_app = 0
+        self._templates_count = -1
         # One attributes mapping per label set, built once: record() then skips building a
         # dict and formatting the status on every request.
         self._attributes: dict[tuple[str, str, int], dict[str, str]] = {}
@@ -140,10 +141,10 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
-                ended_at = time.perf_counter()
+                ended_at = perf_counter()
             await send(message)
 
-        started_at = time.perf_counter()
+        started_at = perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException:
@@ -154,36 +155,56 @@ class MetricsMiddleware:
             raise
         finally:
             # Recorded in finally so exceptions count too.
-            duration = (ended_at if ended_at is not None else time.perf_counter()) - started_at
-            self._record(
-                scope["method"],
-                self._safe_route(scope, entry_root_path, entry_app, entry_path),
-                status,
-                duration,
-            )
+            duration = (ended_at if ended_at is not None else perf_counter()) - started_at
+            self._finish(scope, entry_root_path, entry_app, entry_path, status, duration)
 
-    def _safe_route(
-        self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str
-    ) -> str:
+    def _finish(
+        self,
+        scope: Scope,
+        entry_root_path: str,
+        entry_app: Any,
+        entry_path: str,
+        status: int,
+        duration: float,
+    ) -> None:
+        """Resolve the route template and record the request; never raises.
+
+        One call per request on purpose: this is the whole per-request cost otelkit adds
+        besides the histogram itself, and each Python call layer costs a measurable share.
+        """
         try:
-            return self._route(scope, entry_root_path, entry_app, entry_path)
+            template: str | None = None
+            route = scope.get("route")
+            if route is not None and scope.get("root_path", "") == entry_root_path:
+                routes = getattr(entry_app, "routes", None)
+                if routes is not None:
+                    if self._templates_count != len(routes) or self._templates_app != id(entry_app):
+                        self._templates = route_templates(routes)
+                        self._templates_app, self._templates_count = id(entry_app), len(routes)
+                    template = self._templates.get(id(route))
+            if template is None:
+                template = self._route(scope, entry_root_path, entry_app, entry_path)
         except Exception:
             # Never let label resolution replace the application's own outcome.
             self._log_failure_once()
-            return UNMATCHED_ROUTE
+            template = UNMATCHED_ROUTE
+        try:
+            key = (scope["method"], template, status)
+            attributes = self._attributes.get(key)
+            if attributes is None:
+                attributes = self._new_attributes(key)
+            self._histogram.record(duration, attributes)
+            if self.on_request is not None:
+                self.on_request(attributes["method"], template, status, duration)
+        except Exception:
+            self._log_failure_once()
 
     def _route(self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str) -> str:
+        """The template when the kept table does not know the route object."""
         route = scope.get("route")
         routes = getattr(entry_app, "routes", None)
         if routes is None:
             return (_template(route) if route is not None else None) or UNMATCHED_ROUTE
-        if route is not None and scope.get("root_path", "") == entry_root_path:
-            if self._templates_for != (id(entry_app), len(routes)):
-                self._templates = route_templates(routes)
-                self._templates_for = (id(entry_app), len(routes))
-            template = self._templates.get(id(route))
-            if template is not None:
-                return template
         # Served inside a mount, by a route object used under several prefixes, or by a
         # stack that copied the scope: match against the top-level routes. Only such
         # requests and unmatched ones pay for this.
@@ -192,20 +213,14 @@ class MetricsMiddleware:
         entry_scope["path_params"] = {}
         return match_route_template(routes, entry_scope) or UNMATCHED_ROUTE
 
-    def _record(self, method: str, route: str, status: int, duration: float) -> None:
-        method = _METHOD_LABELS.get(method) or instruments.normalize_method(method)
-        try:
-            key = (method, route, status)
-            attributes = self._attributes.get(key)
-            if attributes is None:
-                attributes = {"method": method, "route": route, "status": str(status)}
-                if len(self._attributes) < _ATTRIBUTE_CACHE_SIZE:
-                    self._attributes[key] = attributes
-            self._histogram.record(duration, attributes)
-            if self.on_request is not None:
-                self.on_request(method, route, status, duration)
-        except Exception:
-            self._log_failure_once()
+    def _new_attributes(self, key: tuple[str, str, int]) -> dict[str, str]:
+        """The attributes of (request method, route, status), kept for the next request."""
+        raw_method, route, status = key
+        method = _METHOD_LABELS.get(raw_method) or instruments.normalize_method(raw_method)
+        attributes = {"method": method, "route": route, "status": str(status)}
+        if len(self._attributes) < _ATTRIBUTE_CACHE_SIZE:
+            self._attributes[key] = attributes
+        return attributes
 
     def _log_failure_once(self) -> None:
         if not self._hook_failed:

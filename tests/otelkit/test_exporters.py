@@ -18,10 +18,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from otelkit.exporters import parse_exporters, setup_metrics
+from otelkit.exporters import _exemplar_filter, parse_exporters, setup_metrics
 from otelkit.instruments import (
     DURATION_BUCKETS_SECONDS,
     HTTP_REQUEST_DURATION,
@@ -376,3 +378,51 @@ def test_otlp_and_prometheus_together(
         assert "http_request_duration_seconds_count" in render(registry)
     (point,) = otlp_receiver.metrics(HTTP_REQUEST_DURATION.name)[-1].histogram.data_points
     assert point.count == 1
+
+
+def test_otlp_keeps_trace_exemplars(otlp_receiver: OtlpReceiver) -> None:
+    """Recorded inside a sampled span, an observation reaches OTLP with that span's exemplar."""
+    setup = setup_metrics(
+        exporters="otlp",
+        otlp_endpoint=otlp_receiver.endpoint,
+        service_name="courses",
+        export_interval_millis=60_000,
+    )
+    tracer = TracerProvider().get_tracer("test")
+    with contextlib.ExitStack() as stack:
+        stack.callback(setup.shutdown)
+        histogram = create_http_duration_histogram(setup.meter_provider.get_meter(METER_NAME))
+        with tracer.start_as_current_span("request") as span:
+            histogram.record(0.2, {"method": "GET", "route": "/", "status": "200"})
+            trace_id = span.get_span_context().trace_id
+
+    (point,) = otlp_receiver.metrics(HTTP_REQUEST_DURATION.name)[-1].histogram.data_points
+    assert [int.from_bytes(e.trace_id, "big") for e in point.exemplars] == [trace_id]
+
+
+@pytest.mark.parametrize(
+    ("exporters", "variable", "sampling"),
+    [
+        pytest.param(("prometheus",), None, False, id="prometheus-only"),
+        pytest.param((), None, False, id="none"),
+        pytest.param(("prometheus", "otlp"), None, True, id="with-otlp"),
+        pytest.param(("prometheus",), "always_on", True, id="variable-set"),
+    ],
+)
+def test_exemplars_are_sampled_only_where_they_can_be_exported(
+    monkeypatch: pytest.MonkeyPatch,
+    exporters: tuple[str, ...],
+    variable: str | None,
+    sampling: bool,
+) -> None:
+    """The Prometheus exporter drops exemplars: without OTLP, nothing samples them."""
+    if variable is None:
+        monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", variable)
+
+    chosen = _exemplar_filter(exporters)
+
+    assert (chosen is None) is sampling
+    if chosen is not None:
+        assert isinstance(chosen, AlwaysOffExemplarFilter)
