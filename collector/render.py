@@ -30,6 +30,7 @@ from prometheus_client import exposition as text_format
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 Encoder = Callable[[Collector], bytes]
@@ -158,11 +159,33 @@ class FastRenderer:
                 self._plain[name] = plain
         return plain
 
-    def _fast_family(self, family: Metric) -> bool:
-        is_plain = self._is_plain
-        return is_plain(family.name) and all(
-            is_plain(sample.name) and sample.exemplar is None and sample.native_histogram is None
-            for sample in family.samples
+    def _render(
+        self,
+        registry: Collector,
+        escaping: str,
+        family_lines: Callable[[Metric, LabelBlocks], list[str] | None],
+        fallback: Callable[[Metric], str],
+    ) -> list[str]:
+        """Each family through ``family_lines``, or ``fallback`` where it declines."""
+        blocks = self._labels(escaping)
+        output: list[str] = []
+        try:
+            for family in registry.collect():
+                lines = family_lines(family, blocks) if self._is_plain(family.name) else None
+                if lines is None:
+                    output.append(fallback(family))
+                else:
+                    output.extend(lines)
+        finally:
+            blocks.forget_series()
+        return output
+
+    def _declines(self, sample: Sample) -> bool:
+        """Whether a sample needs prometheus_client's own encoder (see the module docstring)."""
+        return (
+            sample.exemplar is not None
+            or sample.native_histogram is not None
+            or not self._is_plain(sample.name)
         )
 
     # -- Prometheus text format ----------------------------------------------------------------
@@ -171,17 +194,13 @@ class FastRenderer:
         """``prometheus_client.exposition.generate_latest(registry, escaping)``."""
         if escaping not in _FAST_ESCAPINGS:
             return text_format.generate_latest(registry, escaping)
-        blocks = self._labels(escaping)
-        output: list[str] = []
-        for family in registry.collect():
-            if self._fast_family(family):
-                self._text_family(family, blocks, output)
-            else:
-                output.append(text_format.generate_latest(_Family(family), escaping).decode())
-        blocks.forget_series()
-        return "".join(output).encode("utf-8")
 
-    def _text_family(self, family: Metric, blocks: LabelBlocks, output: list[str]) -> None:
+        def fallback(family: Metric) -> str:
+            return text_format.generate_latest(_Family(family), escaping).decode()
+
+        return "".join(self._render(registry, escaping, self._text_family, fallback)).encode()
+
+    def _text_family(self, family: Metric, blocks: LabelBlocks) -> list[str] | None:
         name, kind = family.name, family.type
         if kind == "counter":
             name += "_total"
@@ -194,12 +213,14 @@ class FastRenderer:
         elif kind == "unknown":
             kind = "untyped"
         help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        output.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        output = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
         deferred: dict[str, list[str]] = {}
         # OpenMetrics-only samples, rendered as gauges after the family.
         openmetrics_only = {family.name + suffix: suffix for suffix in _OPENMETRICS_SUFFIXES}
-        metric_name, block = blocks.metric_name, blocks.block
+        metric_name, block, declines = blocks.metric_name, blocks.block, self._declines
         for sample in family.samples:
+            if declines(sample):
+                return None
             timestamp = ""
             if sample.timestamp is not None:
                 timestamp = f" {int(float(sample.timestamp) * 1000):d}"
@@ -217,6 +238,7 @@ class FastRenderer:
                 f"# HELP {family.name}{suffix} {help_text}\n# TYPE {family.name}{suffix} gauge\n"
             )
             output.extend(lines)
+        return output
 
     # -- OpenMetrics ---------------------------------------------------------------------------
 
@@ -226,29 +248,29 @@ class FastRenderer:
         """``prometheus_client.openmetrics.exposition.generate_latest(...)``."""
         if escaping not in _FAST_ESCAPINGS:
             return _openmetrics_latest(registry, escaping, version)
-        blocks = self._labels(escaping)
-        output: list[str] = []
-        for family in registry.collect():
-            if self._fast_family(family):
-                self._openmetrics_family(family, blocks, output)
-            else:
-                rendered = _openmetrics_latest(_Family(family), escaping, version)
-                output.append(rendered.decode().removesuffix(_EOF))
-        output.append(_EOF)
-        blocks.forget_series()
-        return "".join(output).encode("utf-8")
 
-    @staticmethod
-    def _openmetrics_family(family: Metric, blocks: LabelBlocks, output: list[str]) -> None:
+        def fallback(family: Metric) -> str:
+            rendered = _openmetrics_latest(_Family(family), escaping, version)
+            return rendered.decode().removesuffix(_EOF)
+
+        output = self._render(registry, escaping, self._openmetrics_family, fallback)
+        output.append(_EOF)
+        return "".join(output).encode()
+
+    def _openmetrics_family(self, family: Metric, blocks: LabelBlocks) -> list[str] | None:
         name = family.name
         help_text = _escape_value(family.documentation)
-        output.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n")
+        output = [f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n"]
         if family.unit:
             output.append(f"# UNIT {name} {family.unit}\n")
+        block, declines = blocks.block, self._declines
         for sample in family.samples:
+            if declines(sample):
+                return None
             value = _go_float(sample.value) if sample.value is not None else ""
             timestamp = f" {sample.timestamp}" if sample.timestamp is not None else ""
-            output.append(f"{sample.name}{blocks.block(sample.labels)} {value}{timestamp}\n")
+            output.append(f"{sample.name}{block(sample.labels)} {value}{timestamp}\n")
+        return output
 
     # -- content negotiation -------------------------------------------------------------------
 
