@@ -40,8 +40,8 @@ VARIANTS: dict[str, str] = {
     "tracer_provider=NoOp): metrics only, tracing off",
     "otel-fastapi+spans": "the same with an SDK TracerProvider and no span exporter "
     "(informational: what tracing users pay)",
-    "raw-otel-floor": "minimal pure-ASGI middleware, one OTel histogram (catalogue buckets, "
-    "Prometheus reader, fresh registry)",
+    "raw-otel-floor": "minimal pure-ASGI middleware, one OTel histogram through the public "
+    "Histogram.record() (catalogue buckets, Prometheus reader, fresh registry)",
     "prometheus-client-floor": "the same with one prometheus_client Histogram (fresh registry)",
 }
 
@@ -100,7 +100,7 @@ def http_scope(method: str, path: str, body: bytes) -> dict[str, Any]:
 
 
 class FloorMiddleware:
-    """The least a route-templated duration histogram can cost: pure ASGI, one record call."""
+    """A route-templated duration histogram at its simplest: pure ASGI, one record call."""
 
     def __init__(self, app: Any, *, record: Callable[[str, str, str, float], None]) -> None:
         self.app = app

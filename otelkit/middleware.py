@@ -14,6 +14,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otelkit import instruments
+from otelkit.bound import BoundSeries, bind
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,12 @@ RequestHook = Callable[[str, str, int, float], None]
 
 _METHOD_LABELS = {method: method for method in instruments.HTTP_METHODS}
 
-_ATTRIBUTE_CACHE_SIZE = 4_096
-"""Label sets kept ready for ``record``: every (method, route, status) an app serves, bounded
-so that an app answering with arbitrary statuses cannot grow it."""
+_SERIES_CACHE_SIZE = 4_096
+"""Label sets kept ready to record: every (method, route, status) an app serves, bounded so
+that an app answering with arbitrary statuses cannot grow it."""
+
+_Series = tuple[dict[str, str], BoundSeries | None]
+"""A label set's attributes, and its bound series (``None`` where it cannot be bound)."""
 
 
 def _flatten(routes: Iterable[Any]) -> list[Any]:
@@ -112,9 +116,9 @@ class MetricsMiddleware:
         self._templates: dict[int, str | None] = {}
         self._templates_app = 0
         self._templates_count = -1
-        # One attributes mapping per label set, built once: record() then skips building a
-        # dict and formatting the status on every request.
-        self._attributes: dict[tuple[str, str, int], dict[str, str]] = {}
+        # Per (request method, route, status): the attributes, built once, and the series
+        # bound to the SDK's aggregation (see otelkit.bound), which skips record()'s pipeline.
+        self._series: dict[tuple[str, str, int], _Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -190,12 +194,11 @@ class MetricsMiddleware:
             template = UNMATCHED_ROUTE
         try:
             key = (scope["method"], template, status)
-            attributes = self._attributes.get(key)
-            if attributes is None:
-                attributes = self._new_attributes(key)
-            self._histogram.record(duration, attributes)
+            series = self._series.get(key)
+            if series is None or series[1] is None or not series[1].record(duration):
+                series = self._record_series(key, series, duration)
             if self.on_request is not None:
-                self.on_request(attributes["method"], template, status, duration)
+                self.on_request(series[0]["method"], template, status, duration)
         except Exception:
             self._log_failure_once()
 
@@ -213,14 +216,28 @@ class MetricsMiddleware:
         entry_scope["path_params"] = {}
         return match_route_template(routes, entry_scope) or UNMATCHED_ROUTE
 
-    def _new_attributes(self, key: tuple[str, str, int]) -> dict[str, str]:
-        """The attributes of (request method, route, status), kept for the next request."""
-        raw_method, route, status = key
-        method = _METHOD_LABELS.get(raw_method) or instruments.normalize_method(raw_method)
-        attributes = {"method": method, "route": route, "status": str(status)}
-        if len(self._attributes) < _ATTRIBUTE_CACHE_SIZE:
-            self._attributes[key] = attributes
-        return attributes
+    def _record_series(
+        self, key: tuple[str, str, int], series: _Series | None, duration: float
+    ) -> _Series:
+        """Record through ``Histogram.record()``; keep the label set, bound when it can be.
+
+        Reached for a label set's first request, for every request of one the SDK setup
+        does not let :mod:`otelkit.bound` bind, and after readers were added or removed.
+        """
+        if series is not None:
+            attributes = series[0]
+        else:
+            raw_method, route, status = key
+            method = _METHOD_LABELS.get(raw_method) or instruments.normalize_method(raw_method)
+            attributes = {"method": method, "route": route, "status": str(status)}
+        self._histogram.record(duration, attributes)
+        if series is not None and series[1] is None:
+            return series
+        if series is None and len(self._series) >= _SERIES_CACHE_SIZE:
+            return (attributes, None)
+        series = (attributes, bind(self._histogram, attributes))
+        self._series[key] = series
+        return series
 
     def _log_failure_once(self) -> None:
         if not self._hook_failed:

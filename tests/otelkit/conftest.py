@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, Metric
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,10 +47,19 @@ def reader() -> InMemoryMetricReader:
     return InMemoryMetricReader()
 
 
-@pytest.fixture
-def meter_provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
-    """A MeterProvider of this test's own, read through ``reader``; never the global one."""
-    provider = MeterProvider(metric_readers=[reader])
+@pytest.fixture(params=["bound", "record"])
+def meter_provider(
+    request: pytest.FixtureRequest, reader: InMemoryMetricReader
+) -> Iterator[MeterProvider]:
+    """A MeterProvider of this test's own, read through ``reader``; never the global one.
+
+    Twice: with exemplars off, histograms record through otelkit.bound's bound series; with
+    the SDK's default (trace-based) exemplar filter, through ``Histogram.record()``.
+    """
+    if request.param == "bound":
+        provider = MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
+    else:
+        provider = MeterProvider(metric_readers=[reader])
     yield provider
     provider.shutdown()
 

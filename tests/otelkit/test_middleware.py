@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from otelkit.bound import BoundSeries
 from otelkit.instruments import DURATION_BUCKETS_SECONDS, HTTP_REQUEST_DURATION
 from otelkit.middleware import UNMATCHED_ROUTE, MetricsMiddleware
 from tests.otelkit.conftest import (
@@ -587,3 +588,36 @@ async def test_instruments_are_created_once(
         assert point.count == 100
     finally:
         provider.shutdown()
+
+
+async def test_label_sets_are_bound_when_exemplars_are_off(reader: InMemoryMetricReader) -> None:
+    """With exemplars off, each label set records through a bound series after its first request."""
+    provider = MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
+    try:
+        middleware = MetricsMiddleware(build_app(), meter_provider=provider)
+        async with asgi_client(middleware) as http:
+            for course_id in range(5):
+                await http.get(f"/api/courses/{course_id}")
+        kept = [binding for _attributes, binding in middleware._series.values()]
+        assert len(kept) == 1
+        assert isinstance(kept[0], BoundSeries)
+        assert counts(reader) == {series("GET", "/api/courses/{course_id}", 200): 5}
+    finally:
+        provider.shutdown()
+
+
+async def test_a_reader_added_later_gets_the_requests_after_it(
+    meter_provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    """Adding a reader mid-way: the first reader keeps counting, the new one counts from then."""
+    middleware = MetricsMiddleware(build_app(), meter_provider=meter_provider)
+    late = InMemoryMetricReader()
+    async with asgi_client(middleware) as http:
+        for _ in range(3):
+            await http.get("/api/courses/1")
+        meter_provider.add_metric_reader(late)
+        for _ in range(4):
+            await http.get("/api/courses/1")
+
+    assert counts(reader) == {series("GET", "/api/courses/{course_id}", 200): 7}
+    assert counts(late) == {series("GET", "/api/courses/{course_id}", 200): 4}
