@@ -174,6 +174,10 @@ def create_app(
         # A trailing slash must not redirect: POST /api/health/a%2F would be sent on to
         # /api/health/a, recording the health of a service the client did not name.
         redirect_slashes=False,
+        # The collector's metrics are its own instruments; FastAPI's native telemetry would
+        # add spans and a second duration metric to every push whenever a global provider
+        # is set, and costs a provider lookup per request even when none is.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.recorder = recorder

@@ -4,42 +4,131 @@
 traffic, and nearly all of it is valid. Through FastAPI, each such request pays for routing,
 dependency solving and response-model serialisation, which cost several times the recording
 itself. This pure-ASGI lane, inside the auth and body-size guards, serves those requests
-directly with the same parser and the same pydantic models FastAPI uses; everything it does
-not accept (another content type, a body that does not parse or breaks a rule) is replayed,
-body and all, through the full application, so every refusal is exactly the documented one,
-counted in the self-metrics like any other.
+directly when every report is valid as sent (:class:`ValidReports`); everything it does not
+accept (another content type, a body that does not parse, breaks a rule, or is merely
+unusual) is replayed, body and all, through the full application, so every refusal is
+exactly the documented one, counted in the self-metrics like any other.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic_core import from_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.limits import replay_body
-from collector.recorder import Recorder
-from otelkit.reports import HttpReport, HttpReportBatch
+from collector.recorder import Recorder, ReportLabels
+from otelkit.reports import MAX_BATCH_REPORTS, MAX_DURATION_SECONDS, HttpReport
 
 _SINGLE = "/api/metrics/http"
 _BATCH = "/api/metrics/http/batch"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_LANES: dict[str, bool] = {_SINGLE: False, _BATCH: True}
+"""Path -> whether it takes a batch."""
+
+_SERVICE_TYPES = (str, type(None))
+_WITH_SERVICE = itemgetter("method", "route", "status", "service")
+_WITHOUT_SERVICE = itemgetter("method", "route", "status")
+
+_LABELS_CACHE_SIZE = 10_000
+"""Label sets known valid, kept so their text is checked once."""
 
 
-def _single(report: HttpReport) -> list[HttpReport]:
-    return [report]
+class ValidReports:
+    """Reads bodies whose every report is valid exactly as sent; anything else gets ``None``.
 
+    A body is taken only when each report is a JSON object with exactly the report's keys,
+    an integer status in range, a float duration in range, and label text that
+    :class:`~otelkit.reports.HttpReport` accepted before (checked by that model on first
+    sight, then remembered). The result is what validating with the models gives, grouped
+    by labels: a refused body is replayed through the full route, which names the rule.
+    JSON is read by pydantic's parser, which agrees with ``json.loads`` on every document
+    both accept and refuses the rest (lone surrogates, a byte order mark, other encodings),
+    which then take the full route too.
+    """
 
-def _batch(batch: HttpReportBatch) -> list[HttpReport]:
-    return batch.reports
+    def __init__(self) -> None:
+        # Labels as sent (method, route, status[, service]) -> as recorded, once accepted.
+        self._known: dict[tuple[Any, ...], ReportLabels] = {}
 
+    def read(self, body: bytes, *, batch: bool) -> dict[ReportLabels, list[float]] | None:
+        """The durations per (service, method, route, status), or ``None``."""
+        try:
+            document = from_json(body, allow_inf_nan=False)
+        except ValueError:
+            return None
+        if batch:
+            if type(document) is not dict or len(document) != 1:
+                return None
+            reports = document.get("reports")
+            if type(reports) is not list or not 1 <= len(reports) <= MAX_BATCH_REPORTS:
+                return None
+        else:
+            reports = [document]
+        # Grouped by the labels as sent first; their text is checked once per group below.
+        # Status and duration types are checked per report: 200.0 == 200 as a dict key.
+        grouped: dict[tuple[Any, ...], list[float]] = {}
+        for report in reports:
+            if type(report) is not dict:
+                return None
+            try:
+                # Exactly the four keys, or those and "service": nothing missing or extra.
+                size = len(report)
+                if size == 5:
+                    key = _WITH_SERVICE(report)
+                elif size == 4:
+                    key = _WITHOUT_SERVICE(report)
+                else:
+                    return None
+                duration = report["duration"]
+                values = grouped.get(key)
+            except (KeyError, TypeError):  # a key missing, or a label that is not hashable
+                return None
+            if (
+                type(key[2]) is not int
+                or type(duration) is not float
+                or not 0.0 <= duration <= MAX_DURATION_SECONDS
+            ):
+                return None
+            if values is None:
+                grouped[key] = [duration]
+            else:
+                values.append(duration)
+        durations: dict[ReportLabels, list[float]] = {}
+        known = self._known
+        for key, values in grouped.items():
+            labels = known.get(key)
+            if labels is None:
+                labels = self._check_labels(key)
+                if labels is None:
+                    return None
+            if labels in durations:
+                # Two spellings of one label set ("get" and "GET", a null and an absent
+                # service): their reports interleave, and only the full route keeps that
+                # order, which the histogram's sum depends on.
+                return None
+            durations[labels] = values
+        return durations
 
-_LANES: dict[str, tuple[type[BaseModel], Callable[[Any], list[HttpReport]]]] = {
-    _SINGLE: (HttpReport, _single),
-    _BATCH: (HttpReportBatch, _batch),
-}
+    def _check_labels(self, key: tuple[Any, ...]) -> ReportLabels | None:
+        """The labels as recorded, if the model accepts them as sent; remembered."""
+        method, route, status = key[:3]
+        service = key[3] if len(key) == 4 else None
+        if not (type(method) is str and type(route) is str and type(service) in _SERVICE_TYPES):
+            return None  # refused by the model too; and only exact str keys are remembered
+        try:
+            report = HttpReport(
+                method=method, route=route, status=status, duration=0.0, service=service
+            )
+        except ValidationError:
+            return None
+        labels = (report.service, report.method, report.route, report.status)
+        if len(self._known) < _LABELS_CACHE_SIZE:
+            self._known[key] = labels
+        return labels
 
 
 def is_json_content_type(value: bytes | None) -> bool:
@@ -65,37 +154,30 @@ class IngestFastLane:
     def __init__(self, app: ASGIApp, *, recorder: Recorder) -> None:
         self.app = app
         self.recorder = recorder
+        self._reports = ValidReports()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = _LANES.get(scope["path"]) if scope["type"] == "http" else None
-        if lane is None or scope["method"] != "POST" or not _takes(scope):
+        batch = _LANES.get(scope["path"]) if scope["type"] == "http" else None
+        if batch is None or scope["method"] != "POST" or not _takes(scope):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its body: nothing to answer
-        if body:
-            model, reports_of = lane
-            try:
-                parsed = model.model_validate(json.loads(body))
-            except (ValueError, RecursionError, ValidationError):
-                pass  # refused: the full route answers with the rule that was broken
-            else:
-                reports = reports_of(parsed)
-                overflowed = self.recorder.record_http_reports(reports)
-                answer = f'{{"accepted":{len(reports)},"overflowed":{overflowed}}}'.encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-length", str(len(answer)).encode()),
-                            *_JSON_HEADERS,
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": answer})
-                return
+        durations = self._reports.read(body, batch=batch) if body else None
+        if durations is not None:
+            overflowed = self.recorder.record_http_durations(durations)
+            accepted = sum(map(len, durations.values()))
+            answer = f'{{"accepted":{accepted},"overflowed":{overflowed}}}'.encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", str(len(answer)).encode()), *_JSON_HEADERS],
+                }
+            )
+            await send({"type": "http.response.body", "body": answer})
+            return
         await self.app(scope, replay_body(body, receive), send)
 
 

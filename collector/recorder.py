@@ -6,7 +6,8 @@ its outcome, is counted in ``otelkit_collector_reports_total{kind,outcome}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -14,6 +15,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from collector.cardinality import UNNAMED_SERVICE, CardinalityGuard, SeriesKey
 from collector.state import ServiceState
 from otelkit import instruments
+from otelkit.bound import BoundSeries, bind
 from otelkit.instruments import ReportKind, ReportOutcome
 from otelkit.reports import HealthStatus, HttpReport
 
@@ -46,38 +48,110 @@ class Recorder:
             for kind in instruments.REPORT_KINDS
             for outcome in instruments.REPORT_OUTCOMES
         }
+        # Counts not yet added to the counter: added with the buffered durations.
+        self._counts = dict.fromkeys(self._outcome_attributes, 0)
 
-        # The attributes of each admitted series, built once (the same mapping every time).
-        self._series_attributes: dict[SeriesKey, dict[str, str]] = {}
+        # Each recorded series: its attributes, built once, and its binding (otelkit.bound).
+        self._series: dict[SeriesKey, _Series] = {}
+        # Report labels the guard admitted as they are, straight to their series.
+        self._admitted: dict[ReportLabels, _Series] = {}
+        # Guards every series' buffer: collections may run on another thread.
+        self._buffers_lock = threading.Lock()
+        meter.create_observable_gauge(
+            COLLECTION_HOOK,
+            callbacks=[self._flush_before_collection],
+            description=(
+                "Never has a value: its callback moves buffered durations into the histogram "
+                "before each collection."
+            ),
+        )
 
     def count(self, kind: ReportKind, outcome: ReportOutcome, amount: int = 1) -> None:
         """Add ``amount`` reports of ``kind`` with ``outcome`` to the self-metrics."""
         if amount > 0:
-            self._reports.add(amount, self._outcome_attributes[(kind, outcome)])
+            with self._buffers_lock:
+                self._counts[(kind, outcome)] += amount
 
     def record_http_reports(self, reports: Sequence[HttpReport]) -> int:
         """Record validated HTTP reports; return how many were folded into overflow series."""
-        overflowed = 0
+        durations: dict[ReportLabels, list[float]] = {}
         for report in reports:
-            key = SeriesKey(
-                report.service if report.service is not None else UNNAMED_SERVICE,
-                report.method,
-                report.route,
-                report.status,
-            )
-            key, folded = self.guard.admit(key)
-            overflowed += folded
-            attributes = self._series_attributes.get(key)
-            if attributes is None:
-                attributes = _attributes_of(key)
-                # Bounded: the guard admits at most max_series keys plus their overflow folds.
-                self._series_attributes[key] = attributes
-            # An explicit empty context: pushed reports carry no trace context, and looking up
-            # the current one on every record is measurable at batch rates.
-            self._duration.record(report.duration, attributes, _NO_TRACE_CONTEXT)
-        self.count("http", "accepted", len(reports) - overflowed)
-        self.count("http", "overflowed", overflowed)
+            labels = (report.service, report.method, report.route, report.status)
+            values = durations.get(labels)
+            if values is None:
+                durations[labels] = [report.duration]
+            else:
+                values.append(report.duration)
+        return self.record_http_durations(durations)
+
+    def record_http_durations(self, durations: Mapping[ReportLabels, Sequence[float]]) -> int:
+        """Record validated durations, grouped by their report's labels, in order within each
+        group; return how many were folded into overflow series.
+
+        Durations of a bound series wait in its buffer until it holds ``FLUSH_AT`` or a
+        reader collects, whichever comes first: every collection sees every duration
+        recorded before it, and the per-series work is paid once per buffer, not per batch.
+        """
+        reports = overflowed = 0
+        with self._buffers_lock:
+            for labels, values in durations.items():
+                reports += len(values)
+                series = self._admitted.get(labels)
+                if series is None:
+                    series, folded = self._series_for(labels)
+                    overflowed += len(values) if folded else 0
+                buffer = series.buffer
+                buffer += values
+                if len(buffer) >= FLUSH_AT:
+                    self._flush(series)
+            self._counts[("http", "accepted")] += reports - overflowed
+            self._counts[("http", "overflowed")] += overflowed
         return overflowed
+
+    def flush(self) -> None:
+        """Record every buffered duration and count (run before each collection)."""
+        with self._buffers_lock:
+            for series in self._series.values():
+                if series.buffer:
+                    self._flush(series)
+            for key, amount in self._counts.items():
+                if amount:
+                    self._reports.add(amount, self._outcome_attributes[key])
+                    self._counts[key] = 0
+
+    def _flush_before_collection(self, options: CallbackOptions) -> Iterable[Observation]:
+        # Collections run every observable callback before reading any aggregation.
+        self.flush()
+        return ()
+
+    def _series_for(self, labels: ReportLabels) -> tuple[_Series, bool]:
+        """The series a report's labels are recorded in under the caps, and whether folded."""
+        service, method, route, status = labels
+        key = SeriesKey(service if service is not None else UNNAMED_SERVICE, method, route, status)
+        key, folded = self.guard.admit(key)
+        series = self._series.get(key)
+        if series is None:
+            # Bounded: the guard admits at most max_series keys plus their overflow folds.
+            series = self._series[key] = _Series(_attributes_of(key))
+        if not folded:
+            # The guard's answer for admitted labels never changes: skip it from now on.
+            # (Folded ones are not kept, so hostile label sets cannot grow this map.)
+            self._admitted[labels] = series
+        return series, folded
+
+    def _flush(self, series: _Series) -> None:
+        """Move a series' buffer into the histogram (the caller holds the buffers lock)."""
+        values, series.buffer = series.buffer, []
+        bound = series.bound
+        if bound is not None and bound.record_many(values):
+            return
+        for value in values:
+            # An explicit empty context: pushed reports carry no trace context, and looking
+            # up the current one on every record is measurable at batch rates.
+            self._duration.record(value, series.attributes, _NO_TRACE_CONTEXT)
+        if series.bindable:
+            series.bound = bind(self._duration, series.attributes)
+            series.bindable = series.bound is not None
 
     def record_health(self, service: str, status: HealthStatus) -> None:
         """Set a service's health; raises ``CapacityError`` for a new service past the cap."""
@@ -110,6 +184,30 @@ class Recorder:
 
 
 _NO_TRACE_CONTEXT = Context()
+
+ReportLabels = tuple[str | None, str, str, int]
+"""A validated report's (service, method, route, status)."""
+
+
+FLUSH_AT = 64
+"""Durations a series buffers before they are recorded (sooner if a reader collects)."""
+
+COLLECTION_HOOK = "otelkit.collector.flush"
+"""An observable gauge that never observes anything (so it is never exported): its callback,
+which collections run before reading aggregations, flushes the buffered durations."""
+
+
+class _Series:
+    """One series of the duration histogram: attributes, durations not yet recorded, binding."""
+
+    __slots__ = ("attributes", "bindable", "bound", "buffer")
+
+    def __init__(self, attributes: dict[str, str]) -> None:
+        self.attributes = attributes
+        self.buffer: list[float] = []
+        self.bound: BoundSeries | None = None
+        # False once bind() has said no: the SDK setup only allows record().
+        self.bindable = True
 
 
 def _attributes_of(key: SeriesKey) -> dict[str, str]:

@@ -153,8 +153,46 @@ def test_json_content_types_the_lane_takes(value: bytes | None, taken: bool) -> 
         ("/api/metrics/http", {**REPORT, "status": 200.5}),
         ("/api/metrics/http", {**REPORT, "method": "G E T"}),
         ("/api/metrics/http/batch", {"reports": [REPORT] * 1_001}),
+        ("/api/metrics/http/batch", {"reports": [{**REPORT, "method": "get"}, REPORT]}),
+        ("/api/metrics/http/batch", {"reports": [{**REPORT, "service": None}, REPORT]}),
+        ("/api/metrics/http", {**REPORT, "duration": 1}),
+        ("/api/metrics/http/batch", {"reports": [{**REPORT, "duration": 0}, REPORT]}),
+        # Floats added in another order can sum to another float: 1e-16 + 1.0 + 1e-16 is 1.0,
+        # 1e-16 + 1e-16 + 1.0 is not. Each body's reports share one series as validated.
+        (
+            "/api/metrics/http/batch",
+            {
+                "reports": [
+                    {**REPORT, "method": "get", "duration": 1e-16},
+                    {**REPORT, "method": "GET", "duration": 1.0},
+                    {**REPORT, "method": "get", "duration": 1e-16},
+                ]
+            },
+        ),
+        (
+            "/api/metrics/http/batch",
+            {
+                "reports": [
+                    {**REPORT, "duration": 1e-16},
+                    {**REPORT, "service": None, "duration": 1.0},
+                    {**REPORT, "duration": 1e-16},
+                ]
+            },
+        ),
     ],
-    ids=["single", "batch", "float-status", "bad-method", "batch-too-long"],
+    ids=[
+        "single",
+        "batch",
+        "float-status",
+        "bad-method",
+        "batch-too-long",
+        "get-and-GET",
+        "service-null-and-absent",
+        "int-duration",
+        "int-duration-in-batch",
+        "get-GET-get-sum-order",
+        "absent-null-absent-service-sum-order",
+    ],
 )
 async def test_answers_and_state_match_the_full_route(
     make_app: AppFactory, path: str, body: dict[str, Any]
@@ -177,6 +215,67 @@ async def test_answers_and_state_match_the_full_route(
         )
 
     assert outcomes[0] == outcomes[1]
+
+
+async def answers_and_state(
+    make_app: AppFactory, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[Any, ...]:
+    """What a fresh collector answers to one POST, and what it shows afterwards."""
+    async with open_client(make_app()) as http:
+        response = await http.post(path, content=body, headers=headers)
+        snapshot = await CollectorProbe(http).snapshot()
+    return (
+        response.status_code,
+        response.headers["content-type"],
+        response.content,
+        snapshot.series,
+        snapshot.view,
+        snapshot.reports,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param(
+            "/api/metrics/http",
+            b'{"method": "GET", "method": "POST", "route": "/api/courses", "status": 200,'
+            b' "duration": 0.045}',
+            id="duplicate-method",
+        ),
+        pytest.param(
+            "/api/metrics/http",
+            b'{"method": "GET", "route": "/a", "status": 200, "duration": 0.5, "duration": 0.25,'
+            b' "service": "courses", "service": null}',
+            id="duplicate-duration-and-service",
+        ),
+        pytest.param(
+            "/api/metrics/http",
+            b'{"method": "GET", "route": "/a", "status": 200, "status": 200.0, "duration": 0.5}',
+            id="duplicate-status-last-is-float",
+        ),
+        pytest.param(
+            "/api/metrics/http/batch",
+            b'{"reports": [], "reports": [{"method": "GET", "route": "/a", "status": 200,'
+            b' "duration": 0.5}]}',
+            id="duplicate-reports",
+        ),
+        pytest.param(
+            "/api/metrics/http/batch",
+            b'{"reports": [{"method": "GET", "route": "/caf\\u00e9", "status": 200,'
+            b' "duration": 0.5, "service": "\\ud83d\\ude00"}]}',
+            id="escaped-unicode",
+        ),
+    ],
+)
+async def test_raw_json_text_answers_and_state_match_the_full_route(
+    make_app: AppFactory, path: str, body: bytes
+) -> None:
+    """Bodies only hand-written JSON can be (duplicate keys, escapes) fare as through FastAPI."""
+    lane = await answers_and_state(make_app, path, body, {"content-type": "application/json"})
+    full = await answers_and_state(make_app, path, body, FULL_ROUTE)
+
+    assert lane == full
 
 
 async def test_lane_is_inside_auth_and_the_body_cap(make_app: AppFactory) -> None:
