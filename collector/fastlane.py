@@ -33,8 +33,9 @@ _SERVICE_TYPES = (str, type(None))
 _WITH_SERVICE = itemgetter("method", "route", "status", "service")
 _WITHOUT_SERVICE = itemgetter("method", "route", "status")
 
-_LABELS_CACHE_SIZE = 10_000
-"""Label sets known valid, kept so their text is checked once."""
+_LABELS_CACHE_SIZE = 4_096
+"""Label sets (as sent) the lane remembers as valid: twice the default series cap, spellings
+and statuses included. Requests with label sets past it take the full route."""
 
 
 class ValidReports:
@@ -42,9 +43,9 @@ class ValidReports:
 
     A body is taken only when each report is a JSON object with exactly the report's keys,
     an integer status in range, a float duration in range, and label text that
-    :class:`~otelkit.reports.HttpReport` accepted before (checked by that model on first
-    sight, then remembered). The result is what validating with the models gives, grouped
-    by labels: a refused body is replayed through the full route, which names the rule.
+    :class:`~otelkit.reports.HttpReport` accepts (checked by that model on first sight, then
+    remembered). The result is what validating with the models gives, grouped by labels in
+    report order: a refused body is replayed through the full route, which names the rule.
     JSON is read by pydantic's parser, which agrees with ``json.loads`` on every document
     both accept and refuses the rest (lone surrogates, a byte order mark, other encodings),
     which then take the full route too.
@@ -57,7 +58,7 @@ class ValidReports:
     def read(self, body: bytes, *, batch: bool) -> dict[ReportLabels, list[float]] | None:
         """The durations per (service, method, route, status), or ``None``."""
         try:
-            document = from_json(body, allow_inf_nan=False)
+            document = from_json(body, allow_inf_nan=False, cache_strings="keys")
         except ValueError:
             return None
         if batch:
@@ -68,9 +69,8 @@ class ValidReports:
                 return None
         else:
             reports = [document]
-        # Grouped by the labels as sent first; their text is checked once per group below.
-        # Status and duration types are checked per report: 200.0 == 200 as a dict key.
-        grouped: dict[tuple[Any, ...], list[float]] = {}
+        durations: dict[ReportLabels, list[float]] = {}
+        known = self._known
         for report in reports:
             if type(report) is not dict:
                 return None
@@ -84,37 +84,43 @@ class ValidReports:
                 else:
                     return None
                 duration = report["duration"]
-                values = grouped.get(key)
+                labels = known.get(key)
             except (KeyError, TypeError):  # a key missing, or a label that is not hashable
                 return None
+            # Per report, even for a known label set: 200.0 == 200 as a dict key.
             if (
                 type(key[2]) is not int
                 or type(duration) is not float
                 or not 0.0 <= duration <= MAX_DURATION_SECONDS
             ):
                 return None
-            if values is None:
-                grouped[key] = [duration]
-            else:
-                values.append(duration)
-        durations: dict[ReportLabels, list[float]] = {}
-        known = self._known
-        for key, values in grouped.items():
-            labels = known.get(key)
             if labels is None:
-                labels = self._check_labels(key)
+                labels = self._learn(key)
                 if labels is None:
                     return None
-            if labels in durations:
-                # Two spellings of one label set ("get" and "GET", a null and an absent
-                # service): their reports interleave, and only the full route keeps that
-                # order, which the histogram's sum depends on.
-                return None
-            durations[labels] = values
+            values = durations.get(labels)
+            if values is None:
+                durations[labels] = [duration]
+            else:
+                values.append(duration)
         return durations
 
+    def _learn(self, key: tuple[Any, ...]) -> ReportLabels | None:
+        """Check and remember a label set seen for the first time; ``None`` if the model
+        refuses it or there is no room left to remember it.
+
+        A flood of new label sets (folded into overflow series anyway) thus takes the full
+        route once the lane's memory is full, instead of being checked here on every request.
+        """
+        if len(self._known) >= _LABELS_CACHE_SIZE:
+            return None
+        labels = self._check_labels(key)
+        if labels is not None:
+            self._known[key] = labels
+        return labels
+
     def _check_labels(self, key: tuple[Any, ...]) -> ReportLabels | None:
-        """The labels as recorded, if the model accepts them as sent; remembered."""
+        """The labels as recorded, if the model accepts them as sent."""
         method, route, status = key[:3]
         service = key[3] if len(key) == 4 else None
         if not (type(method) is str and type(route) is str and type(service) in _SERVICE_TYPES):
@@ -125,10 +131,7 @@ class ValidReports:
             )
         except ValidationError:
             return None
-        labels = (report.service, report.method, report.route, report.status)
-        if len(self._known) < _LABELS_CACHE_SIZE:
-            self._known[key] = labels
-        return labels
+        return (report.service, report.method, report.route, report.status)
 
 
 def is_json_content_type(value: bytes | None) -> bool:

@@ -88,9 +88,9 @@ class Recorder:
         """Record validated durations, grouped by their report's labels, in order within each
         group; return how many were folded into overflow series.
 
-        Durations of a bound series wait in its buffer until it holds ``FLUSH_AT`` or a
-        reader collects, whichever comes first: every collection sees every duration
-        recorded before it, and the per-series work is paid once per buffer, not per batch.
+        Durations wait in their series' buffer until it would pass ``FLUSH_AT`` or a reader
+        collects, whichever comes first: every collection sees every duration recorded
+        before it, and the per-series work is paid once per buffer, not once per batch.
         """
         reports = overflowed = 0
         with self._buffers_lock:
@@ -100,10 +100,16 @@ class Recorder:
                 if series is None:
                     series, folded = self._series_for(labels)
                     overflowed += len(values) if folded else 0
-                buffer = series.buffer
-                buffer += values
-                if len(buffer) >= FLUSH_AT:
+                filled = series.filled
+                if filled + len(values) > FLUSH_AT:
                     self._flush(series)
+                    filled = 0
+                    if len(values) > FLUSH_AT:
+                        self._record(series, values)
+                        continue
+                end = filled + len(values)
+                series.buffer[filled:end] = values
+                series.filled = end
             self._counts[("http", "accepted")] += reports - overflowed
             self._counts[("http", "overflowed")] += overflowed
         return overflowed
@@ -112,7 +118,7 @@ class Recorder:
         """Record every buffered duration and count (run before each collection)."""
         with self._buffers_lock:
             for series in self._series.values():
-                if series.buffer:
+                if series.filled:
                     self._flush(series)
             for key, amount in self._counts.items():
                 if amount:
@@ -141,7 +147,12 @@ class Recorder:
 
     def _flush(self, series: _Series) -> None:
         """Move a series' buffer into the histogram (the caller holds the buffers lock)."""
-        values, series.buffer = series.buffer, []
+        values = series.buffer[: series.filled]
+        series.filled = 0
+        self._record(series, values)
+
+    def _record(self, series: _Series, values: Sequence[float]) -> None:
+        """Record through the bound series, else ``Histogram.record()`` (then try binding)."""
         bound = series.bound
         if bound is not None and bound.record_many(values):
             return
@@ -189,22 +200,28 @@ ReportLabels = tuple[str | None, str, str, int]
 """A validated report's (service, method, route, status)."""
 
 
-FLUSH_AT = 64
-"""Durations a series buffers before they are recorded (sooner if a reader collects)."""
+FLUSH_AT = 32
+"""Durations a series buffers at most before they are recorded (sooner if a reader collects)."""
 
 COLLECTION_HOOK = "otelkit.collector.flush"
-"""An observable gauge that never observes anything (so it is never exported): its callback,
-which collections run before reading aggregations, flushes the buffered durations."""
+"""An observable gauge that never observes anything (so it is never exported): its callback
+flushes the buffered durations. This relies on the SDK running every observable callback of
+a collection before it reads any aggregation (``SynchronousMeasurementConsumer.collect`` in
+opentelemetry-sdk 1.44); tests/collector/test_recorder_buffers.py checks every collection
+sees every recorded duration, with one reader or two, cumulative or delta."""
 
 
 class _Series:
     """One series of the duration histogram: attributes, durations not yet recorded, binding."""
 
-    __slots__ = ("attributes", "bindable", "bound", "buffer")
+    __slots__ = ("attributes", "bindable", "bound", "buffer", "filled")
 
     def __init__(self, attributes: dict[str, str]) -> None:
         self.attributes = attributes
-        self.buffer: list[float] = []
+        # Allocated once, at full size: a buffer grown and shrunk as durations come and go
+        # would leave its blocks scattered over the allocator's arenas, and keep them.
+        self.buffer: list[float] = [0.0] * FLUSH_AT
+        self.filled = 0
         self.bound: BoundSeries | None = None
         # False once bind() has said no: the SDK setup only allows record().
         self.bindable = True
