@@ -10,7 +10,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY otelkit ./otelkit
 COPY collector ./collector
-RUN pip install . \
+# The collector is an application: it installs with the exact versions of its lock.
+RUN pip install -c collector/constraints.txt . ./collector \
     && useradd --system --uid 10001 --home-dir /var/lib/otelkit --create-home otelkit
 
 USER otelkit

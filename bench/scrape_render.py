@@ -35,11 +35,11 @@ from bench.common import (
     print_table,
     print_targets,
 )
-from collector import exposition
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit import instruments
 from otelkit.reports import MAX_BATCH_REPORTS
+from otelkit_collector import exposition
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 
 TARGET_SERIES = 1_000
 TARGET_RATIO = 0.8
@@ -276,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows,
     )
     print(
-        "collector = collector.exposition.render() of the whole registry (the histogram plus "
-        "the collector's counters and gauges); GET /metrics (full run, 1,000 series) adds "
+        "collector = otelkit_collector.exposition.render() of the whole registry (the histogram "
+        "plus the collector's counters and gauges); GET /metrics (full run, 1,000 series) adds "
         "routing and the response over ASGITransport. native = generate_latest() with "
         "prometheus_client's defaults (the target's reference), which adds a _created line per "
         "series; 'native, no _created' renders the same samples as the collector (like for like)."

@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     processes = [
         start(
-            [sys.executable, "-m", "collector", "--port", str(args.collector_port)], collector_env
+            [sys.executable, "-m", "otelkit_collector", "--port", str(args.collector_port)],
+            collector_env,
         )
     ]
     try:

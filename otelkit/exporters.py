@@ -1,4 +1,5 @@
-"""MeterProvider and reader wiring: Prometheus pull, OTLP push, chosen by argument or ``OTEL_*``."""
+"""MeterProvider and reader wiring: Prometheus pull, OTLP push or the console, by argument or
+``OTEL_*``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from prometheus_client import (
     CollectorRegistry,
@@ -22,7 +27,7 @@ from prometheus_client import (
 
 from otelkit.config import env_int, env_str
 
-EXPORTER_NAMES = frozenset({"prometheus", "otlp", "none"})
+EXPORTER_NAMES = frozenset({"prometheus", "otlp", "console", "none"})
 DEFAULT_PROMETHEUS_HOST = "localhost"
 
 
@@ -109,14 +114,16 @@ def setup_metrics(
     Args:
         service_name: ``service.name`` of the resource; default ``OTEL_SERVICE_NAME``, then
             ``OTEL_RESOURCE_ATTRIBUTES``.
-        exporters: ``"prometheus"``, ``"otlp"``, ``"none"`` or several; default
-            ``OTEL_METRICS_EXPORTER``, then ``prometheus``.
+        exporters: ``"prometheus"``, ``"otlp"``, ``"console"`` (JSON lines on stdout every
+            export interval), ``"none"`` or several; default ``OTEL_METRICS_EXPORTER``, then
+            ``prometheus``.
         registry: the Prometheus registry to feed; default a fresh one with process metrics.
         prometheus_port: also serve the registry on this side port (default
             ``OTEL_EXPORTER_PROMETHEUS_PORT``; unset: no side server, the app serves /metrics).
         prometheus_host: side server address (``OTEL_EXPORTER_PROMETHEUS_HOST``, ``localhost``).
         otlp_endpoint: OTLP/HTTP base endpoint; default the standard ``OTEL_EXPORTER_OTLP_*``.
-        export_interval_millis: OTLP export interval (default ``OTEL_METRIC_EXPORT_INTERVAL``).
+        export_interval_millis: OTLP and console export interval (default
+            ``OTEL_METRIC_EXPORT_INTERVAL``, then 60 s).
         resource_attributes: extra resource attributes.
         environ: where otelkit reads ``OTEL_METRICS_EXPORTER`` and the Prometheus port and
             host (default ``os.environ``). The OpenTelemetry SDK itself reads
@@ -146,6 +153,12 @@ def setup_metrics(
             port = server[0].server_port
     if "otlp" in chosen:
         readers.append(_otlp_reader(otlp_endpoint, export_interval_millis))
+    if "console" in chosen:
+        readers.append(
+            PeriodicExportingMetricReader(
+                ConsoleMetricExporter(), export_interval_millis=export_interval_millis
+            )
+        )
     provider = MeterProvider(
         resource=resource, metric_readers=readers, exemplar_filter=_exemplar_filter(chosen)
     )

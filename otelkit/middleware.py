@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
 from typing import Any
 
-from fastapi.routing import iter_route_contexts
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from starlette.routing import Match, Mount
@@ -40,9 +40,13 @@ _Series = tuple[dict[str, str], BoundSeries | None]
 
 
 def _flatten(routes: Iterable[Any]) -> list[Any]:
-    # FastAPI nests included routers in the route list; iter_route_contexts flattens them
-    # into contexts that carry the full template (prefixes included).
-    return list(iter_route_contexts(list(routes)))
+    # Newer FastAPI releases nest included routers in the route list; their
+    # iter_route_contexts flattens them into contexts that carry the full template (prefixes
+    # included). Older ones copy the routes in flat, and plain Starlette has no such nesting.
+    # An app can only hold FastAPI routes once FastAPI is imported, so it is not imported here.
+    fastapi_routing = sys.modules.get("fastapi.routing")
+    flatten = getattr(fastapi_routing, "iter_route_contexts", None)
+    return list(flatten(list(routes))) if flatten is not None else list(routes)
 
 
 def _template(route: Any) -> str | None:

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
-import httpx
+try:
+    import httpx
+except ImportError as missing:  # pragma: no cover - exercised by the packaging tests
+    raise ImportError(
+        "otelkit's push client needs httpx: pip install 'otelkit[push]'", name=missing.name
+    ) from missing
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otelkit import instruments

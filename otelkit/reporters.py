@@ -7,14 +7,16 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otelkit import instruments
-from otelkit.push import PushClient
 from otelkit.reports import HEALTH_STATUSES, HealthStatus, check_label_text
+
+if TYPE_CHECKING:
+    from otelkit.push import PushClient
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit.instruments import (
     ACTIVE_USERS,
     HTTP_REQUEST_DURATION,
@@ -22,6 +20,8 @@ from otelkit.instruments import (
     SERVICE_HEALTH_STATUS,
 )
 from otelkit.reports import HttpReport
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 
 
 class FakeClock:

@@ -9,9 +9,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit.instruments import DURATION_BUCKETS_SECONDS
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.conftest import CollectorProbe, FakeClock, error_message, open_client
 
 pytestmark = pytest.mark.anyio

@@ -223,3 +223,24 @@ async def test_forgetting_never_pushes_gauges_into_sdk_overflow(capped: Collecto
         ("service_health_last_report_timestamp_seconds", frozenset({("service", "b")})),
         ("active_users_total", frozenset()),
     }
+
+
+async def test_the_caps_decide_not_the_sdks_own_limit(make_app: AppFactory) -> None:
+    """Past the SDK's default of 2,000 attribute sets per metric (opentelemetry-sdk 1.45), every
+    series the caps admit is still its own series: nothing is folded into
+    ``otel_metric_overflow``, and the caps' own overflow still works past them."""
+    admitted = 2_100
+    app = make_app(max_routes_per_service=admitted + 10, max_services=2, max_series=admitted)
+    async with open_client(app) as http:
+        probe = CollectorProbe(http)
+        for start in range(0, admitted, 700):
+            await send(http, [report("a", f"/r{i}") for i in range(start, start + 700)])
+        answer = await send(http, [report("a", f"/late{i}") for i in range(3)])
+        scraped = await probe.series()
+        text = (await http.get("/metrics")).text
+
+    assert answer == {"accepted": 3, "overflowed": 3}
+    assert "otel_metric_overflow" not in text
+    recorded = counts(scraped)
+    assert sum(1 for labels in recorded if ("service", "a") in labels) == admitted
+    assert recorded[key("__other__", "_OTHER", "__other__", 200)] == 3

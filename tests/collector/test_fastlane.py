@@ -14,12 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.types import Receive, Scope, Send
 
-from collector.app import build_meter_provider
-from collector.cardinality import CardinalityGuard
-from collector.fastlane import IngestFastLane, is_json_content_type
-from collector.recorder import Recorder
-from collector.settings import CollectorSettings
-from collector.state import ServiceState
+from otelkit_collector.app import build_meter_provider
+from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.fastlane import IngestFastLane, is_json_content_type
+from otelkit_collector.recorder import Recorder
+from otelkit_collector.settings import CollectorSettings
+from otelkit_collector.state import ServiceState
 from tests.conftest import AppFactory, CollectorProbe, FakeClock, open_client, samples
 
 pytestmark = pytest.mark.anyio

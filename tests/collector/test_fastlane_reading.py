@@ -1,6 +1,6 @@
 """The fast lane's reader agrees with the models: whatever it takes, the models take the same way.
 
-:class:`~collector.fastlane.ValidReports` parses with pydantic's JSON parser and checks each
+:class:`~otelkit_collector.fastlane.ValidReports` parses with pydantic's JSON parser and checks each
 report itself, asking :class:`~otelkit.reports.HttpReport` only about label sets it has not
 seen. Here its answer is compared with the full route's: ``json.loads`` then the models,
 grouped by the validated labels. Refusing a body the models accept is allowed (the body just
@@ -19,8 +19,6 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from collector.fastlane import ValidReports
-from collector.recorder import ReportLabels
 from otelkit.reports import (
     MAX_BATCH_REPORTS,
     MAX_ROUTE_LENGTH,
@@ -28,6 +26,8 @@ from otelkit.reports import (
     HttpReport,
     HttpReportBatch,
 )
+from otelkit_collector.fastlane import ValidReports
+from otelkit_collector.recorder import ReportLabels
 
 Grouped = dict[ReportLabels, list[float]]
 
@@ -562,7 +562,7 @@ def test_label_sets_past_the_lanes_memory_take_the_full_route(
 ) -> None:
     """Once the reader remembers as many label sets as it may, new ones are left to the full
     route (a flood is not checked twice per request), while the remembered ones still pass."""
-    monkeypatch.setattr("collector.fastlane._LABELS_CACHE_SIZE", 2)
+    monkeypatch.setattr("otelkit_collector.fastlane._LABELS_CACHE_SIZE", 2)
     reader = ValidReports()
     first, second, third = (report_text(route=f"/r{i}") for i in range(3))
 

@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from collector import persistence
-from collector.state import HealthEntry, ServiceState, UsersEntry
+from otelkit_collector import persistence
+from otelkit_collector.state import HealthEntry, ServiceState, UsersEntry
 from tests.conftest import AppFactory, CollectorProbe, FakeClock, open_client
 
 pytestmark = pytest.mark.anyio

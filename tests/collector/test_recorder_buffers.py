@@ -33,11 +33,6 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, generate_latest
 
-from collector.app import build_meter_provider
-from collector.cardinality import CardinalityGuard
-from collector.recorder import COLLECTION_HOOK, FLUSH_AT, Recorder, ReportLabels
-from collector.settings import CollectorSettings
-from collector.state import ServiceState
 from otelkit.bound import bind
 from otelkit.instruments import (
     ACTIVE_USERS,
@@ -50,6 +45,11 @@ from otelkit.instruments import (
     create_http_duration_histogram,
 )
 from otelkit.reports import HttpReport
+from otelkit_collector.app import build_meter_provider
+from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.recorder import COLLECTION_HOOK, FLUSH_AT, Recorder, ReportLabels
+from otelkit_collector.settings import CollectorSettings
+from otelkit_collector.state import ServiceState
 from tests.conftest import FakeClock, recorded_samples, samples
 
 DURATION: Final = HTTP_REQUEST_DURATION.name

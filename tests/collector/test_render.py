@@ -23,14 +23,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
-from collector import render
-from collector.app import build_meter_provider
-from collector.cardinality import CardinalityGuard
-from collector.recorder import Recorder
-from collector.render import FastRenderer
-from collector.settings import CollectorSettings
-from collector.state import ServiceState
 from otelkit.reports import HttpReport
+from otelkit_collector import render
+from otelkit_collector.app import build_meter_provider
+from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.recorder import Recorder
+from otelkit_collector.render import FastRenderer
+from otelkit_collector.settings import CollectorSettings
+from otelkit_collector.state import ServiceState
 from tests.conftest import FakeClock
 
 ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8, openmetrics.DOTS, openmetrics.VALUES)

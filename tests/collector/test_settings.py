@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from collector.__main__ import main
-from collector.settings import CollectorSettings
+from otelkit_collector.__main__ import main
+from otelkit_collector.settings import CollectorSettings
 
 ALL_VARIABLES = {
     "OTELKIT_COLLECTOR_HOST": "0.0.0.0",

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from collector.cardinality import CardinalityGuard, SeriesKey
-from collector.state import CapacityError, HealthEntry, ServiceState, UsersEntry
+from otelkit_collector.cardinality import CardinalityGuard, SeriesKey
+from otelkit_collector.state import CapacityError, HealthEntry, ServiceState, UsersEntry
 from tests.conftest import FakeClock
 
 

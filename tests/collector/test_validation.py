@@ -187,7 +187,8 @@ BAD_BODIES = [
     pytest.param('{"method":"GET",}', "JSON decode error", id="trailing-comma"),
     pytest.param(b"\xff\xfe{}", "JSON decode error", id="invalid-utf8"),
     pytest.param("", "Field required", id="empty-body"),
-    pytest.param("null", "valid dictionary", id="null-body"),
+    # FastAPI releases before 0.129 read a JSON null as no body at all.
+    pytest.param("null", ("valid dictionary", "Field required"), id="null-body"),
     pytest.param("[]", "valid dictionary", id="list-body"),
     pytest.param("[" + http_text() + "]", "valid dictionary", id="report-in-a-list"),
     pytest.param('"report"', "valid dictionary", id="string-body"),
@@ -211,7 +212,7 @@ async def test_malformed_body_is_rejected_untouched(
     url: str,
     kind: str,
     body: str | bytes,
-    rule: str,
+    rule: str | tuple[str, ...],
 ) -> None:
     """A body that is not a JSON object gets 422 naming the body, and changes nothing."""
     before = await seeded.snapshot()
@@ -221,7 +222,7 @@ async def test_malformed_body_is_rejected_untouched(
     assert response.status_code == 422
     message = error_message(response)
     assert message.startswith("body")
-    assert rule in message
+    assert any(words in message for words in ((rule,) if isinstance(rule, str) else rule))
     after = await seeded.snapshot()
     assert after.state == before.state
     assert after.count(kind, "rejected") == before.count(kind, "rejected") + 1

@@ -15,7 +15,7 @@ StartCollector = Callable[..., ManagedProcess]
 
 @pytest.fixture
 def start_collector(tmp_path: Path) -> Iterator[StartCollector]:
-    """Start ``python -m collector`` subprocesses configured by ``env``; all are stopped at
+    """Start ``python -m otelkit_collector`` subprocesses configured by ``env``; all are stopped at
     teardown, whatever the test did to them."""
     with contextlib.ExitStack() as stack:
 

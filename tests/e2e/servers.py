@@ -180,15 +180,15 @@ def start_listening(
 
 
 def collector_argv(port: int) -> list[str]:
-    """``python -m collector`` on loopback, as a user would start it."""
-    return [sys.executable, "-m", "collector", "--host", LOOPBACK, "--port", str(port)]
+    """``python -m otelkit_collector`` on loopback, as a user would start it."""
+    return [sys.executable, "-m", "otelkit_collector", "--host", LOOPBACK, "--port", str(port)]
 
 
 @contextlib.contextmanager
 def running_collector(
     log_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "collector"
 ) -> Iterator[ManagedProcess]:
-    """A ``python -m collector`` subprocess configured only by ``env``; stopped on exit."""
+    """A ``python -m otelkit_collector`` subprocess configured only by ``env``; stopped on exit."""
     server = start_listening(
         collector_argv, ready_path="/healthz", log_dir=log_dir, name=name, env=clean_env(env)
     )

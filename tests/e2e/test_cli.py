@@ -1,4 +1,5 @@
-"""The command line as users run it: `python -m collector`, `otelkit-collector`, `uvicorn`."""
+"""The command line as users run it: `python -m otelkit_collector`, `otelkit-collector`,
+`uvicorn`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def run_collector(
     args: list[str], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
+        [sys.executable, "-m", "otelkit_collector", *args],
         env=clean_env(env),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -81,7 +82,7 @@ def test_port_from_environment_is_honoured(tmp_path: Path) -> None:
     log_path = tmp_path / "collector.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "collector"],
+            [sys.executable, "-m", "otelkit_collector"],
             env=clean_env({"OTELKIT_COLLECTOR_PORT": str(port)}),
             cwd=REPO_ROOT,
             stdout=log,
@@ -105,7 +106,7 @@ def test_uvicorn_workers_refuse_to_serve(tmp_path: Path) -> None:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "uvicorn", "--factory", "collector.app:create_app"),
+                *(sys.executable, "-m", "uvicorn", "--factory", "otelkit_collector.app:create_app"),
                 *("--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
             ],
             env=clean_env(),

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from collector.persistence import parse_state
+from otelkit_collector.persistence import parse_state
 from tests.e2e.conftest import StartCollector
 from tests.e2e.servers import ManagedProcess, poll
 

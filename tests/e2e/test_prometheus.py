@@ -19,8 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import (
     CollectorThread,
     ManagedProcess,

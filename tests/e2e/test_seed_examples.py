@@ -1,4 +1,5 @@
-"""The seed's curl examples, sent over real HTTP to a real ``python -m collector`` process."""
+"""The seed's curl examples, sent over real HTTP to a real ``python -m otelkit_collector``
+process."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_parse_exporters(
     [
         pytest.param("zipkin", {}, "exporters", id="argument"),
         pytest.param(["prometheus", "jaeger"], {}, "exporters", id="argument-list"),
-        pytest.param(None, {"OTEL_METRICS_EXPORTER": "console"}, "OTEL_METRICS_EXPORTER", id="env"),
+        pytest.param(None, {"OTEL_METRICS_EXPORTER": "zipkin"}, "OTEL_METRICS_EXPORTER", id="env"),
         pytest.param(
             None,
             {"OTEL_METRICS_EXPORTER": "prometheus,xyz"},

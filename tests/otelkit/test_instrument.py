@@ -20,10 +20,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otelkit
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit import instrumentation
 from otelkit.instruments import ACTIVE_USERS, HTTP_REQUEST_DURATION, SERVICE_HEALTH_STATUS
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.otelkit.conftest import (
     Labels,
     Samples,
@@ -38,12 +38,6 @@ from tests.otelkit.conftest import (
 pytestmark = pytest.mark.anyio
 
 PUSHED_REQUESTS = 50
-
-
-@pytest.fixture(autouse=True)
-def restore_default_reporter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """instrument() remembers the last reporter; put back whatever was there before."""
-    monkeypatch.setattr(instrumentation, "_default_reporter", instrumentation._default_reporter)
 
 
 def scrape_until(client: TestClient, key: tuple[str, Labels], path: str = "/metrics") -> Samples:
@@ -171,30 +165,153 @@ async def test_with_a_meter_provider_and_registry(
     assert response.text == ""
 
 
-async def test_module_reporters_go_to_the_last_instrumented_app() -> None:
-    """report_health and report_active_users land in the most recently instrumented app."""
-    first, second = courses_app(), courses_app()
-    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
-    otelkit.instrument(
-        first, exporters="prometheus", registry=first_registry, heartbeat_interval=None
-    )
-    otelkit.instrument(
-        second, exporters="prometheus", registry=second_registry, heartbeat_interval=None
-    )
+async def test_module_reporters_reach_the_one_instrumented_app(registry: CollectorRegistry) -> None:
+    """With one instrumented app, report_health and report_active_users land in its /metrics."""
+    app = courses_app()
+    otelkit.instrument(app, exporters="prometheus", registry=registry, heartbeat_interval=None)
     otelkit.report_health("courses", "healthy")
     otelkit.report_active_users(127)
-    async with asgi_client(second) as http:
+    async with asgi_client(app) as http:
         scraped = samples((await http.get("/metrics")).text)
         await http.post("/api/courses/1/enrol")
         after_enrol = samples((await http.get("/metrics")).text)
-    assert (
-        scraped[(SERVICE_HEALTH_STATUS.prometheus_name, frozenset({("service", "courses")}))] == 1
-    )
+    health_key = (SERVICE_HEALTH_STATUS.prometheus_name, frozenset({("service", "courses")}))
+    assert scraped[health_key] == 1
     assert scraped[(ACTIVE_USERS.prometheus_name, frozenset())] == 127
     assert after_enrol[(ACTIVE_USERS.prometheus_name, frozenset())] == 7
+
+
+async def test_each_app_reports_to_its_own_metrics() -> None:
+    """With two instrumented apps, each Instrumentation's reports reach its own app only, and
+    the module functions refuse, naming the fix, instead of guessing."""
+    first, second = FastAPI(), FastAPI()
+    first_setup = otelkit.instrument(
+        first, exporters="prometheus", registry=CollectorRegistry(), heartbeat_interval=None
+    )
+    second_setup = otelkit.instrument(
+        second, exporters="prometheus", registry=CollectorRegistry(), heartbeat_interval=None
+    )
+    assert first.state.otelkit is first_setup
+    assert second.state.otelkit is second_setup
+
+    first_setup.report_health("courses", "healthy")
+    second_setup.report_health("grades", "degraded")
+    second_setup.report_active_users(127)
+    with pytest.raises(RuntimeError, match=r"2 instrumented apps.*Instrumentation"):
+        otelkit.report_health("courses", "down")
+    with pytest.raises(RuntimeError, match=r"app\.state\.otelkit"):
+        otelkit.report_active_users(1)
+
     async with asgi_client(first) as http:
-        untouched = samples((await http.get("/metrics")).text)
-    assert not [name for name, _ in untouched if name.startswith(("service_", "active_"))]
+        first_scraped = samples((await http.get("/metrics")).text)
+    async with asgi_client(second) as http:
+        second_scraped = samples((await http.get("/metrics")).text)
+    health = SERVICE_HEALTH_STATUS.prometheus_name
+    assert {key: value for key, value in first_scraped.items() if key[0] == health} == {
+        (health, frozenset({("service", "courses")})): 1
+    }
+    assert {key: value for key, value in second_scraped.items() if key[0] == health} == {
+        (health, frozenset({("service", "grades")})): 0
+    }
+    assert (ACTIVE_USERS.prometheus_name, frozenset()) not in first_scraped
+    assert second_scraped[(ACTIVE_USERS.prometheus_name, frozenset())] == 127
+
+
+async def test_module_reporters_follow_the_apps_that_are_alive() -> None:
+    """Once the second app is gone, the module functions reach the one left."""
+    kept, dropped = FastAPI(), FastAPI()
+    for app in (kept, dropped):
+        otelkit.instrument(
+            app, exporters="prometheus", registry=CollectorRegistry(), heartbeat_interval=None
+        )
+    del app, dropped
+    otelkit.report_active_users(5)
+    async with asgi_client(kept) as http:
+        scraped = samples((await http.get("/metrics")).text)
+    assert scraped[(ACTIVE_USERS.prometheus_name, frozenset())] == 5
+
+
+async def test_instrumenting_twice_changes_nothing(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second instrument() on the same app logs a warning and returns the first call's
+    Instrumentation: /metrics keeps serving every HTTP series, each request counted once."""
+    app = courses_app()
+    first = otelkit.instrument(
+        app, exporters="prometheus", registry=registry, heartbeat_interval=None
+    )
+    with caplog.at_level("WARNING", logger="otelkit.instrumentation"):
+        second = otelkit.instrument(
+            app, exporters="prometheus", registry=CollectorRegistry(), heartbeat_interval=None
+        )
+    assert second is first
+    assert [record.getMessage() for record in caplog.records if "already" in record.getMessage()]
+    async with asgi_client(app) as http:
+        for course_id in (1, 2):
+            await http.get(f"/api/courses/{course_id}")
+        scraped = samples((await http.get("/metrics")).text)
+    assert scraped[(DURATION_COUNT, series("GET", "/api/courses/{course_id}", 200))] == 2
+
+
+def test_no_service_name_warns_once_naming_the_fix(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without service_name or OTEL_SERVICE_NAME there is no heartbeat, and one warning says
+    how to get it; with a name, or with the heartbeat turned off, nothing is logged."""
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    with caplog.at_level("WARNING", logger="otelkit.instrumentation"):
+        unnamed = otelkit.instrument(courses_app(), exporters="prometheus", registry=registry)
+        otelkit.instrument(
+            courses_app(), exporters="prometheus", registry=CollectorRegistry(), service_name="a"
+        )
+        otelkit.instrument(
+            courses_app(),
+            exporters="prometheus",
+            registry=CollectorRegistry(),
+            heartbeat_interval=None,
+        )
+    warnings = [record.getMessage() for record in caplog.records]
+    assert unnamed.heartbeat is None
+    assert len(warnings) == 1
+    assert "service_name" in warnings[0]
+    assert "OTEL_SERVICE_NAME" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("environ", "parent", "workers"),
+    [
+        pytest.param({"WEB_CONCURRENCY": "4"}, [], 4, id="web-concurrency"),
+        pytest.param({}, ["uvicorn", "app:app", "--workers", "3"], 3, id="uvicorn-workers"),
+        pytest.param({}, ["uvicorn", "app:app", "--workers=2"], 2, id="workers-equals"),
+        pytest.param({}, ["gunicorn", "-w", "5", "app:app"], 5, id="gunicorn-w"),
+        pytest.param({}, ["uvicorn", "app:app", "--reload"], 1, id="reload-is-one"),
+        pytest.param({}, [], 1, id="nothing-said"),
+    ],
+)
+def test_declared_workers(environ: dict[str, str], parent: list[str], workers: int) -> None:
+    """The worker count comes from WEB_CONCURRENCY, else the parent server's command line."""
+    assert instrumentation.declared_workers(environ, parent) == workers
+
+
+def test_several_workers_in_scrape_mode_warn_at_start(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scraped under several workers, the app logs one warning at start pointing to push mode;
+    under one worker it logs none."""
+    for concurrency, expected in (("1", 0), ("2", 1)):
+        monkeypatch.setenv("WEB_CONCURRENCY", concurrency)
+        caplog.clear()
+        app = courses_app()
+        otelkit.instrument(
+            app, exporters="prometheus", registry=CollectorRegistry(), heartbeat_interval=None
+        )
+        with caplog.at_level("WARNING", logger="otelkit.instrumentation"), TestClient(app):
+            pass
+        warnings = [r.getMessage() for r in caplog.records if "worker" in r.getMessage()]
+        assert len(warnings) == expected, concurrency
+        if expected:
+            assert "OTELKIT_COLLECTOR_URL" in warnings[0]
+            assert "2 worker processes" in warnings[0]
 
 
 def test_lifespan_runs_the_heartbeat_and_the_apps_own_lifespan(

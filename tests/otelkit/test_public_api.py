@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import otelkit
@@ -30,6 +32,24 @@ def test_star_import_gives_exactly_all() -> None:
     namespace.pop("__builtins__")
     assert sorted(namespace) == otelkit.__all__
     assert all(namespace[name] is getattr(otelkit, name) for name in otelkit.__all__)
+
+
+def test_all_names_exactly_what_the_package_serves() -> None:
+    """__all__ lists every name the package resolves lazily, and nothing else."""
+    assert set(otelkit.__all__) == set(otelkit._HOMES) | {"__version__"}
+
+
+def test_import_loads_no_machinery_until_used() -> None:
+    """`import otelkit` alone imports none of the SDK, push, OTLP or reporter modules."""
+    code = (
+        "import sys, otelkit; "
+        "print(sorted(m for m in sys.modules if m.startswith(('otelkit.', 'opentelemetry.sdk', "
+        "'httpx', 'opentelemetry.exporter', 'pydantic'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_all_is_complete() -> None:

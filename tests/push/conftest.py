@@ -173,7 +173,7 @@ class Launcher:
         pytest.fail(f"{name}: no free port after {attempts} attempts")
 
     def collector(self, *, port: int | None = None) -> Process:
-        """``python -m collector`` on loopback, configured by nothing but its flags."""
+        """``python -m otelkit_collector`` on loopback, configured by nothing but its flags."""
         return self.start(collector_argv, name="collector", env=clean_env(), port=port)
 
     def service(self, collector_url: str, *, workers: int = 1, name: str = "service") -> Process:

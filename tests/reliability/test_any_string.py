@@ -25,10 +25,10 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit.instruments import ACTIVE_USERS, HTTP_REQUEST_DURATION, SERVICE_HEALTH_STATUS
 from otelkit.reports import MAX_ROUTE_LENGTH, MAX_SERVICE_LENGTH
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.conftest import open_client
 from tests.reliability.conftest import SCALE, first, promtool_problems, record_figure
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from collector.settings import CollectorSettings
+from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import LOOPBACK, ManagedProcess, running_collector
 from tests.reliability.conftest import SCALE, MiB, record_figure, rss_bytes
 

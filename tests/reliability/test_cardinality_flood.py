@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.app import OVERFLOW_RESERVE_STATUSES
-from collector.settings import CollectorSettings
 from otelkit.instruments import COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
 from otelkit.reports import MAX_BATCH_REPORTS
+from otelkit_collector.app import OVERFLOW_RESERVE_STATUSES
+from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import ManagedProcess, running_collector
 from tests.reliability.conftest import SCALE, MiB, Scale, parse_text, record_figure, rss_bytes
 

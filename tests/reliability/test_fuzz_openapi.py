@@ -27,8 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 from schemathesis import Case, GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.conftest import open_client
 from tests.reliability.conftest import SCALE, Scale, first, record_figure
 

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from collector.app import create_app
-from collector.settings import CollectorSettings
 from otelkit.instruments import ACTIVE_USERS, COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
 from otelkit.reports import MAX_DURATION_SECONDS, MAX_USER_COUNT
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.conftest import open_client
 from tests.reliability.conftest import SCALE, first, parse_text, record_figure
 

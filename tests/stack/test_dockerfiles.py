@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from collector.__main__ import main as collector_main
-from collector.settings import CollectorSettings
+from otelkit_collector.__main__ import main as collector_main
+from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import REPO_ROOT, clean_env
 from tests.stack.stack_files import (
     COLLECTOR_DOCKERFILE,
@@ -39,9 +39,28 @@ def test_collector_image_runs_the_console_script() -> None:
     instructions = dockerfile_instructions(COLLECTOR_DOCKERFILE)
     assert exec_form(instructions, "CMD") == ["otelkit-collector"]
     assert not [keyword for keyword, _ in instructions if keyword == "ENTRYPOINT"]
-    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["otelkit-collector"] == "collector.__main__:main"
+    project = tomllib.loads((REPO_ROOT / "collector" / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["otelkit-collector"] == "otelkit_collector.__main__:main"
     assert callable(collector_main)
+
+
+def test_collector_image_installs_the_locked_versions() -> None:
+    """The image installs the library and the collector with the collector's lock as
+    constraints, and that lock pins every package exactly."""
+    runs = [
+        args for keyword, args in dockerfile_instructions(COLLECTOR_DOCKERFILE) if keyword == "RUN"
+    ]
+    installs = [run for run in runs if "pip install" in run]
+    assert installs == [installs[0]]
+    assert "-c collector/constraints.txt" in installs[0]
+    assert re.search(r"\. \./collector\b", installs[0])
+    lock = (REPO_ROOT / "collector" / "constraints.txt").read_text().splitlines()
+    pins = [line for line in lock if line.strip() and not line.startswith("#")]
+    assert pins
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+", pin) for pin in pins), pins
+    names = {pin.split("==")[0].lower().replace("_", "-") for pin in pins}
+    assert {"fastapi", "uvicorn", "opentelemetry-sdk", "prometheus-client"} <= names
+    assert not names & {"otelkit", "otelkit-collector"}
 
 
 @pytest.mark.parametrize(

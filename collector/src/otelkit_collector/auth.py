@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from collector.limits import send_json_error
+from otelkit_collector.limits import send_json_error
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="otelkit-collector"')]

@@ -12,9 +12,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from collector.render import FastRenderer
-from collector.schemas import HttpSeries, ReportCount
 from otelkit.instruments import COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
+from otelkit_collector.render import FastRenderer
+from otelkit_collector.schemas import HttpSeries, ReportCount
 
 _RENDERER = FastRenderer()
 """Shared by every registry: its cache is a pure function of label sets (and bounded)."""

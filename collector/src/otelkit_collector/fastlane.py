@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from collector.limits import replay_body
-from collector.recorder import Recorder, ReportLabels
 from otelkit.reports import MAX_BATCH_REPORTS, MAX_DURATION_SECONDS, HttpReport
+from otelkit_collector.limits import replay_body
+from otelkit_collector.recorder import Recorder, ReportLabels
 
 _SINGLE = "/api/metrics/http"
 _BATCH = "/api/metrics/http/batch"

@@ -1,4 +1,5 @@
-"""Command line: ``python -m collector`` / ``otelkit-collector`` runs one collector process."""
+"""Command line: ``python -m otelkit_collector`` / ``otelkit-collector`` runs one collector
+process."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from collector.app import MULTI_PROCESS_MESSAGE, create_app
-from collector.settings import CollectorSettings
+from otelkit_collector.app import MULTI_PROCESS_MESSAGE, create_app
+from otelkit_collector.settings import CollectorSettings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from collector.state import EffectiveStatus
+from otelkit_collector.state import EffectiveStatus
 
 
 class ServiceHealth(BaseModel):

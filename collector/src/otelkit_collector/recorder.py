@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from collector.cardinality import UNNAMED_SERVICE, CardinalityGuard, SeriesKey
-from collector.state import ServiceState
 from otelkit import instruments
 from otelkit.bound import BoundSeries, bind
 from otelkit.instruments import ReportKind, ReportOutcome
 from otelkit.reports import HealthStatus, HttpReport
+from otelkit_collector.cardinality import UNNAMED_SERVICE, CardinalityGuard, SeriesKey
+from otelkit_collector.state import ServiceState
 
 
 class Recorder:

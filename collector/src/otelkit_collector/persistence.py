@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from collector.state import HealthEntry, ServiceState, UsersEntry
 from otelkit.reports import HEALTH_STATUSES, check_label_text
+from otelkit_collector.state import HealthEntry, ServiceState, UsersEntry
 
 FORMAT_VERSION = 1
 logger = logging.getLogger(__name__)

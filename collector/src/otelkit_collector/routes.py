@@ -9,17 +9,6 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from pydantic import AfterValidator
 
-from collector import exposition
-from collector.recorder import Recorder
-from collector.schemas import (
-    Accepted,
-    ActiveUsers,
-    ErrorBody,
-    Forgotten,
-    MetricsView,
-    ServiceHealth,
-)
-from collector.state import CapacityError
 from otelkit.reports import (
     LABEL_TEXT_PATTERN,
     MAX_SERVICE_LENGTH,
@@ -29,6 +18,17 @@ from otelkit.reports import (
     UsersReport,
     check_label_text,
 )
+from otelkit_collector import exposition
+from otelkit_collector.recorder import Recorder
+from otelkit_collector.schemas import (
+    Accepted,
+    ActiveUsers,
+    ErrorBody,
+    Forgotten,
+    MetricsView,
+    ServiceHealth,
+)
+from otelkit_collector.state import CapacityError
 
 router = APIRouter()
 

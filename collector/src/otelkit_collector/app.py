@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import multiprocessing
 import time
@@ -16,23 +17,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from collector import persistence
-from collector.auth import BearerAuthMiddleware
-from collector.cardinality import CardinalityGuard
-from collector.fastlane import IngestFastLane
-from collector.limits import BodySizeLimitMiddleware
-from collector.recorder import Recorder
-from collector.routes import router
-from collector.settings import CollectorSettings
-from collector.state import Clock, ServiceState
 from otelkit.instruments import ReportKind
+from otelkit_collector import persistence
+from otelkit_collector.auth import BearerAuthMiddleware
+from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.fastlane import IngestFastLane
+from otelkit_collector.limits import BodySizeLimitMiddleware
+from otelkit_collector.recorder import Recorder
+from otelkit_collector.routes import router
+from otelkit_collector.settings import CollectorSettings
+from otelkit_collector.state import Clock, ServiceState
 
-logger = logging.getLogger("collector")
+logger = logging.getLogger(__name__)
 
 MULTI_PROCESS_MESSAGE = (
     "the otelkit collector must run as exactly one process: each worker would keep its own "
@@ -79,6 +88,19 @@ def report_kind(path: str) -> ReportKind | None:
     return None
 
 
+def sdk_cardinality_limit(settings: CollectorSettings) -> int:
+    """The attribute sets per metric the SDK must keep apart for the caps to hold.
+
+    The largest metrics are the HTTP histogram (``max_series`` plus one global overflow series
+    per status code) and the per-service gauges (``max_services`` plus ``__other__``). The SDK
+    folds the attribute set that would reach its limit into ``otel_metric_overflow="true"``,
+    hence the one to spare.
+    """
+    http_series = settings.max_series + OVERFLOW_RESERVE_STATUSES
+    service_series = settings.max_services + 1
+    return max(http_series, service_series) + 1
+
+
 def build_meter_provider(
     registry: CollectorRegistry, settings: CollectorSettings
 ) -> SdkMeterProvider:
@@ -87,13 +109,27 @@ def build_meter_provider(
     Scope labels and ``target_info`` are off: dashboards and rules rely on exactly the
     catalogue's labels. Exemplars are off: pushed reports carry no trace context, and the
     Prometheus exporter drops exemplars anyway, so sampling them is pure cost on every record.
-    The SDK (1.44) has no cardinality limit of its own; ``settings``' caps, enforced before
-    recording, are the only ones.
+    ``settings``' caps, enforced before recording, decide what is folded and counted. SDKs
+    from 1.45 fold past 2,000 attribute sets per metric on their own; where the reader takes
+    a limit, it is set from the caps (:func:`sdk_cardinality_limit`), so that SDK fold never
+    happens first.
     """
+    options: dict[str, Any] = {}
+    if "cardinality_limits" in inspect.signature(PrometheusMetricReader).parameters:
+        limit = sdk_cardinality_limit(settings)
+        options["cardinality_limits"] = dict.fromkeys(
+            (
+                Counter,
+                Histogram,
+                ObservableCounter,
+                ObservableGauge,
+                ObservableUpDownCounter,
+                UpDownCounter,
+            ),
+            limit,
+        )
     reader = PrometheusMetricReader(
-        disable_target_info=True,
-        scope_info_enabled=False,
-        registry=registry,
+        disable_target_info=True, scope_info_enabled=False, registry=registry, **options
     )
     return SdkMeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
 
