@@ -4,18 +4,26 @@ Every exactness test builds two providers the same way: a *twin* recorded throug
 ``Histogram.record()`` only, and a *bound* one recorded once publicly per attribute set, then
 through :func:`otelkit.bound.bind`'s series (mixed with more public records). Every field of
 every collected data point must then be equal, the sum bit for bit.
+
+The same tests run on every SDK release in ``VERIFIED_SDK_VERSIONS``; where a release lacks
+what a test needs (reader registration, meter configuration, the cardinality limit) that test
+is skipped there, and where ``record()`` itself behaves differently (non-finite values) the
+test expects what the installed release does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
+import opentelemetry.sdk.metrics._internal as sdk_metrics_internal
 import opentelemetry.sdk.version
 import pytest
 from hypothesis import given, settings
@@ -29,10 +37,6 @@ from opentelemetry.sdk.metrics import (
     TraceBasedExemplarFilter,
 )
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
-from opentelemetry.sdk.metrics._internal import (
-    _default_meter_configurator,
-    _disable_meter_configurator,
-)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -47,7 +51,13 @@ from opentelemetry.sdk.metrics.view import (
 )
 
 import otelkit.bound
-from otelkit.bound import VERIFIED_SDK_VERSIONS, BoundSeries, bind
+from otelkit.bound import (
+    VERIFIED_SDK_VERSIONS,
+    BoundSeries,
+    bind,
+    fast_path_available,
+    fast_path_description,
+)
 from otelkit.instruments import (
     DURATION_BUCKETS_SECONDS,
     HTTP_REQUEST_DURATION,
@@ -58,6 +68,38 @@ from otelkit.instruments import (
 NAME: Final = HTTP_REQUEST_DURATION.name
 CUMULATIVE: Final = AggregationTemporality.CUMULATIVE
 DELTA: Final = AggregationTemporality.DELTA
+
+SDK_VERSION: Final = opentelemetry.sdk.version.__version__
+CI_SDK_VERSIONS: Final = frozenset({"1.40.0", "1.45.2"})
+"""The oldest and newest SDK the project declares, on which CI runs the suite."""
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The leading numeric parts of ``version``: ``"1.45.2"`` -> ``(1, 45, 2)``."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+RECORD_DROPS_NON_FINITE: Final = release(SDK_VERSION) >= (1, 44)
+"""``record()`` drops NaN and infinities from SDK 1.44 on (and raises OverflowError on an int
+too large for a float); up to 1.43 it aggregates NaN, +inf and such ints."""
+CLEANS_ATTRIBUTES: Final = release(SDK_VERSION) >= (1, 45)
+"""``record()`` cleans the attributes from SDK 1.45 on (e.g. drops an empty key)."""
+HAS_READER_REGISTRATION: Final = hasattr(MeterProvider, "add_metric_reader")
+HAS_CARDINALITY_LIMIT: Final = "aggregation_cardinality_limit" in inspect.signature(View).parameters
+DISABLE_METER: Final[Any] = getattr(sdk_metrics_internal, "_disable_meter_configurator", None)
+DEFAULT_METER: Final[Any] = getattr(sdk_metrics_internal, "_default_meter_configurator", None)
+OVERFLOW_ATTRIBUTE: Final = ("otel.metric.overflow", "True")
+"""How the SDK's overflow series is labelled, as :func:`snapshot` spells attributes."""
+
+needs_reader_registration = pytest.mark.skipif(
+    not HAS_READER_REGISTRATION, reason="add/remove_metric_reader arrived in SDK 1.43"
+)
+needs_meter_configuration = pytest.mark.skipif(
+    DISABLE_METER is None, reason="meter configuration arrived in SDK 1.41"
+)
+needs_cardinality_limit = pytest.mark.skipif(
+    not HAS_CARDINALITY_LIMIT, reason="the cardinality limit arrived in SDK 1.45.2"
+)
 
 GET_COURSE: Final = {"method": "GET", "route": "/api/courses/{course_id}", "status": "200"}
 POST_COURSE: Final = {"method": "POST", "route": "/api/courses/{course_id}", "status": "201"}
@@ -97,14 +139,18 @@ ViewFactory = Callable[[], list[View]]
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """Every field of a histogram point that bound recording may touch, sum/min/max exactly."""
+    """Every field of a histogram point that bound recording may touch, sum/min/max exactly.
+
+    Sum, min and max are compared through ``exact``, which tells them apart at least as
+    strictly and also equates NaN with NaN (SDKs up to 1.43 aggregate NaN).
+    """
 
     count: int
-    sum: float
+    sum: float = field(compare=False)
     bucket_counts: tuple[int, ...]
     explicit_bounds: tuple[float, ...]
-    min: float
-    max: float
+    min: float = field(compare=False)
+    max: float = field(compare=False)
     exemplars: int
     exact: tuple[str, str, str]
     """``repr`` of sum, min and max: tells -0.0 from 0.0 and an int from a float."""
@@ -114,13 +160,18 @@ PointKey = tuple[str, AggregationTemporality, Labels]
 
 
 def snapshot(reader: InMemoryMetricReader) -> dict[PointKey, Point]:
-    """Collect ``reader`` now: each histogram point by (metric name, temporality, attributes)."""
+    """Collect ``reader`` now: each histogram point by (metric name, temporality, attributes).
+
+    Only otelkit's meter counts: SDK 1.41 also reports each reader's own collection durations.
+    """
     data = reader.get_metrics_data()
     points: dict[PointKey, Point] = {}
     if data is None:
         return points
     for resource_metrics in data.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
+            if scope_metrics.scope.name != METER_NAME:
+                continue
             for metric in scope_metrics.metrics:
                 temporality = metric.data.aggregation_temporality  # type: ignore[union-attr]
                 for point in metric.data.data_points:
@@ -257,13 +308,20 @@ OPERATIONS = st.lists(
 
 
 def replay(
-    twin: Setup, bound: Setup, operations: Sequence[Operation], *, filtered: bool = False
+    twin: Setup,
+    bound: Setup,
+    operations: Sequence[Operation],
+    *,
+    filtered: bool = False,
+    limited: bool = False,
 ) -> None:
     """Run ``operations`` on both: public-only on ``twin``, bound where possible on ``bound``.
 
     A series is bound right after its first public record. Unless views ``filtered`` the
     attributes (then another set may already have created the aggregation), never before:
-    ``bind`` must give ``None`` for an attribute set nothing was recorded for yet.
+    ``bind`` must give ``None`` for an attribute set nothing was recorded for yet. Under a
+    cardinality limit (``limited``) a set ``record()`` folded into the overflow series is not
+    bound either: it is recorded publicly, and bound once a record gives it its own series.
     """
     series: dict[int, BoundSeries] = {}
 
@@ -272,9 +330,9 @@ def replay(
             bound.histogram.record(value, ATTRIBUTE_SETS[index])
         if index not in series:
             bound_now = bind(bound.histogram, ATTRIBUTE_SETS[index])
-            if values:
+            if values and not limited:
                 assert bound_now is not None
-            elif not filtered:
+            elif not values and not filtered:
                 assert bound_now is None
             if bound_now is not None:
                 series[index] = bound_now
@@ -407,6 +465,149 @@ def test_series_survive_delta_collections() -> None:
         assert points == twin_points
 
 
+# --- Cardinality limit (SDK 1.45.2 on) ------------------------------------------------------
+
+LIMIT: Final = 2
+"""A cardinality limit small enough that ATTRIBUTE_SETS overflow it."""
+
+
+def limited_view() -> list[View]:
+    """A view that sets the limit (a keyword SDKs before 1.45.2 do not take)."""
+    kwargs: dict[str, Any] = {"aggregation_cardinality_limit": LIMIT}
+    return [View(instrument_name=NAME, **kwargs)]
+
+
+def limited_readers(temporality: AggregationTemporality) -> list[InMemoryMetricReader]:
+    """A reader that sets the limit for histograms (a keyword SDKs before 1.45.2 do not take)."""
+    kwargs: dict[str, Any] = {"cardinality_limits": {SdkHistogram: LIMIT}}
+    return [InMemoryMetricReader(preferred_temporality={SdkHistogram: temporality}, **kwargs)]
+
+
+LIMITED_SETUPS: Final = (
+    pytest.param(cumulative_readers, limited_view, id="cumulative-view-limit"),
+    pytest.param(delta_readers, limited_view, id="delta-view-limit"),
+    pytest.param(cumulative_and_delta_readers, limited_view, id="both-view-limit"),
+    pytest.param(lambda: limited_readers(CUMULATIVE), list, id="cumulative-reader-limit"),
+    pytest.param(lambda: limited_readers(DELTA), list, id="delta-reader-limit"),
+)
+
+
+def overflow_points(points: Mapping[PointKey, Point]) -> list[Point]:
+    """The points of the SDK's overflow series among ``points``."""
+    return [point for (_, _, labels), point in points.items() if OVERFLOW_ATTRIBUTE in labels]
+
+
+@needs_cardinality_limit
+@pytest.mark.parametrize(("readers", "views"), LIMITED_SETUPS)
+@given(operations=OPERATIONS)
+@settings(max_examples=40, deadline=None)
+def test_bound_recording_matches_record_past_the_cardinality_limit(
+    readers: ReaderFactory, views: ViewFactory, operations: list[Operation]
+) -> None:
+    """With more attribute sets than the limit, bound recording still matches record()."""
+    with open_twins(readers, views) as (twin, bound):
+        replay(twin, bound, operations, limited=True)
+
+
+@needs_cardinality_limit
+@pytest.mark.parametrize(("readers", "views"), LIMITED_SETUPS)
+def test_no_binding_for_a_set_folded_into_overflow(
+    readers: ReaderFactory, views: ViewFactory
+) -> None:
+    """A set first recorded past the limit lands in the overflow series: bind gives None."""
+    with open_twins(readers, views) as (twin, bound):
+        for setup in (twin, bound):
+            for attributes in (GET_COURSE, POST_COURSE, HEALTH_DOWN):
+                setup.histogram.record(0.5, attributes)
+        assert bind(bound.histogram, HEALTH_DOWN) is None
+        get_series = bind(bound.histogram, GET_COURSE)
+        post_series = bind(bound.histogram, POST_COURSE)
+        assert get_series is not None
+        assert post_series is not None
+        assert get_series.record(0.25) is True
+        assert post_series.record_many([1.5, 30.0]) is True
+        bound.histogram.record(7.5, HEALTH_DOWN)
+        for value, attributes in (
+            (0.25, GET_COURSE),
+            (1.5, POST_COURSE),
+            (30.0, POST_COURSE),
+            (7.5, HEALTH_DOWN),
+        ):
+            twin.histogram.record(value, attributes)
+        for twin_points, points in zip(twin.snapshots(), bound.snapshots(), strict=True):
+            assert points == twin_points
+            (overflow,) = overflow_points(points)
+            assert overflow.count == 2
+            assert len(points) == LIMIT + 1
+
+
+@needs_cardinality_limit
+@pytest.mark.parametrize(
+    "views", [pytest.param(limited_view, id="view-limit"), pytest.param(list, id="reader-limit")]
+)
+def test_delta_series_overflow_where_record_overflows(views: ViewFactory) -> None:
+    """Under delta, each collection forgets the sets: a bound series that finds the limit
+    reached by others in a later interval records into the overflow series, as record()."""
+
+    def readers() -> list[InMemoryMetricReader]:
+        if views is limited_view:
+            return delta_readers()
+        return limited_readers(DELTA)
+
+    with open_twins(readers, views) as (twin, bound):
+        twin.histogram.record(0.5, GET_COURSE)
+        series = bound_series(bound, GET_COURSE)
+        assert_same(twin, bound)
+
+        for setup in (twin, bound):
+            setup.histogram.record(1.0, POST_COURSE)
+            setup.histogram.record(2.0, HEALTH_DOWN)
+        twin.histogram.record(0.25, GET_COURSE)
+        twin.histogram.record(3.0, GET_COURSE)
+        twin.histogram.record(4.0, GET_COURSE)
+        assert series.record(0.25) is True
+        assert series.record_many([3.0, 4.0]) is True
+        (points,) = bound.snapshots()
+        assert points == twin.snapshots()[0]
+        (overflow,) = overflow_points(points)
+        assert overflow.count == 3
+        assert overflow.exact[0] == repr(0.25 + 3.0 + 4.0)
+
+        twin.histogram.record(0.125, GET_COURSE)
+        assert series.record(0.125) is True  # a new interval: GET has its own series again
+        (points,) = bound.snapshots()
+        assert points == twin.snapshots()[0]
+        assert overflow_points(points) == []
+        assert [point.count for point in points.values()] == [1]
+
+
+@pytest.mark.parametrize("readers", READER_SETUPS)
+def test_default_cardinality_limit(readers: ReaderFactory) -> None:
+    """Past 2,000 sets (the SDK's default limit from 1.45.2) a new set is folded and not bound;
+    an SDK without the limit gives it its own series, which binds."""
+    others = [{"method": "GET", "route": f"/r/{k}", "status": "200"} for k in range(2_000)]
+    with open_twins(readers) as (twin, bound):
+        for setup in (twin, bound):
+            for attributes in others:
+                setup.histogram.record(0.5, attributes)
+            setup.histogram.record(0.5, GET_COURSE)
+        series = bind(bound.histogram, GET_COURSE)
+        first = bind(bound.histogram, others[0])
+        assert first is not None
+        assert first.record(2.0) is True
+        twin.histogram.record(2.0, others[0])
+        if HAS_CARDINALITY_LIMIT:
+            assert series is None
+            bound.histogram.record(0.25, GET_COURSE)
+        else:
+            assert series is not None
+            assert series.record(0.25) is True
+        twin.histogram.record(0.25, GET_COURSE)
+        for twin_points, bound_points in zip(twin.snapshots(), bound.snapshots(), strict=True):
+            assert bound_points == twin_points
+            assert len(overflow_points(bound_points)) == int(HAS_CARDINALITY_LIMIT)
+
+
 # --- Fallbacks: bind gives None --------------------------------------------------------------
 
 
@@ -502,6 +703,33 @@ def test_no_binding_for_an_attribute_set_never_recorded(recorded: dict[str, str]
         assert bind(setup.histogram, GET_COURSE) is None
 
 
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        pytest.param({**GET_COURSE, "": "empty key"}, id="empty-key"),
+        pytest.param({**GET_COURSE, "status": 200}, id="int-value"),
+    ],
+)
+def test_attributes_the_sdk_may_clean_are_not_bound_where_it_cleans(
+    attributes: dict[str, Any],
+) -> None:
+    """From SDK 1.45 record() cleans attributes before keying the series (an empty key is
+    dropped): only str keys and values, kept as they are, are bound there. Up to 1.44 the set
+    is keyed as given and binds. Either way the points match record()'s."""
+    with open_twins(cumulative_and_delta_readers) as (twin, bound):
+        for setup in (twin, bound):
+            setup.histogram.record(0.5, attributes)
+        series = bind(bound.histogram, attributes)
+        assert (series is None) is CLEANS_ATTRIBUTES
+        twin.histogram.record(2.5, attributes)
+        if series is None:
+            bound.histogram.record(2.5, attributes)
+        else:
+            assert series.record(2.5) is True
+        assert_same(twin, bound)
+
+
+@needs_reader_registration
 def test_no_binding_for_a_reader_that_has_not_seen_the_set() -> None:
     """A reader added after the first record() holds no aggregation yet: no binding until then."""
     with open_setup(cumulative_readers()) as setup:
@@ -513,13 +741,38 @@ def test_no_binding_for_a_reader_that_has_not_seen_the_set() -> None:
         assert bind(setup.histogram, GET_COURSE) is not None
 
 
-def test_no_binding_on_an_sdk_version_not_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("version", ["1.39.1", "1.45.3", "1.46.0", "2.0.0", "1.45.2.dev0"])
+def test_no_binding_on_an_sdk_version_not_verified(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
     """An SDK version outside VERIFIED_SDK_VERSIONS gives no binding, even for a bindable set."""
+    assert version not in VERIFIED_SDK_VERSIONS
     with open_setup(cumulative_readers()) as setup:
         setup.histogram.record(0.5, GET_COURSE)
         assert bind(setup.histogram, GET_COURSE) is not None
-        monkeypatch.setattr(otelkit.bound, "SDK_VERSION", "1.45.0")
+        monkeypatch.setattr(otelkit.bound, "SDK_VERSION", version)
         assert bind(setup.histogram, GET_COURSE) is None
+        assert fast_path_available() is False
+        description = fast_path_description()
+        assert version in description
+        assert "Histogram.record()" in description
+
+
+def test_installed_sdk_version_binds_exactly_when_verified() -> None:
+    """On the installed SDK, bind() binds a bindable set if and only if its version is verified,
+    and the fast-path helpers say so, naming the version."""
+    verified = SDK_VERSION in VERIFIED_SDK_VERSIONS
+    with open_setup(cumulative_readers()) as setup:
+        setup.histogram.record(0.5, GET_COURSE)
+        assert (bind(setup.histogram, GET_COURSE) is not None) is verified
+    assert fast_path_available() is verified
+    assert SDK_VERSION in fast_path_description()
+    assert ("not verified" in fast_path_description()) is not verified
+
+
+def test_the_sdk_versions_ci_runs_are_verified() -> None:
+    """The declared floor and the newest release CI installs both take the bound path."""
+    assert CI_SDK_VERSIONS <= VERIFIED_SDK_VERSIONS
 
 
 # --- Views -----------------------------------------------------------------------------------
@@ -563,6 +816,7 @@ def test_drop_view_binds_a_series_that_records_nothing() -> None:
 # --- Readers added or removed ----------------------------------------------------------------
 
 
+@needs_reader_registration
 def test_reader_added_after_binding_invalidates_the_series() -> None:
     """After add_metric_reader the series adds nothing (False); a rebound one feeds both readers."""
     with open_twins(cumulative_readers) as (twin, bound):
@@ -597,6 +851,7 @@ def test_reader_added_after_binding_invalidates_the_series() -> None:
         assert [point.count for point in late.values()] == [4]
 
 
+@needs_reader_registration
 def test_reader_removed_after_binding_invalidates_the_series() -> None:
     """After remove_metric_reader the series adds nothing (False) to the readers left."""
     readers = cumulative_and_delta_readers()
@@ -614,12 +869,18 @@ def test_reader_removed_after_binding_invalidates_the_series() -> None:
 
 @pytest.mark.parametrize("value", INVALID_VALUES)
 def test_record_refuses_an_invalid_value(value: float) -> None:
-    """A value record() would drop (NaN, infinite, negative) is refused: False, nothing changed."""
+    """A value that is not finite and >= 0 is refused: False, nothing changed.
+
+    The caller then uses record(), which drops it (SDK 1.44 on) or aggregates NaN and +inf
+    (up to 1.43): either way both sides end up equal.
+    """
     with open_twins(cumulative_and_delta_readers) as (twin, bound):
         twin.histogram.record(0.5, GET_COURSE)
         series = bound_series(bound, GET_COURSE)
-        twin.histogram.record(value, GET_COURSE)
         assert series.record(value) is False
+        assert_same(twin, bound)
+        twin.histogram.record(value, GET_COURSE)
+        bound.histogram.record(value, GET_COURSE)  # what a caller does on False
         assert_same(twin, bound)
 
 
@@ -653,7 +914,8 @@ def test_record_many_of_nothing_changes_nothing() -> None:
 
 
 HUGE_INT: Final = 10**400
-"""An int (so a valid ``float`` argument) beyond float's range: record() raises OverflowError."""
+"""An int (so a valid ``float`` argument) beyond float's range: record() raises OverflowError
+on it from SDK 1.44 on (``math.isfinite``); up to 1.43 it aggregates the int as it is."""
 
 
 def accepts(record: Callable[[], bool]) -> bool:
@@ -662,15 +924,23 @@ def accepts(record: Callable[[], bool]) -> bool:
 
 
 def test_record_refuses_an_int_too_large_for_a_float() -> None:
-    """An int beyond float's range is refused (record() raises on it) and changes nothing."""
+    """An int beyond float's range is refused and changes nothing; record() then raises on it
+    (SDK 1.44 on), or takes it and the next cumulative collection raises (up to 1.43)."""
     with open_twins(cumulative_and_delta_readers) as (twin, bound):
         twin.histogram.record(0.5, GET_COURSE)
         series = bound_series(bound, GET_COURSE)
         assert_same(twin, bound)  # the collection resets the running sums to the int 0
-        with pytest.raises(OverflowError):
-            twin.histogram.record(HUGE_INT, GET_COURSE)
         assert accepts(lambda: series.record(HUGE_INT)) is False
         assert_same(twin, bound)
+        if RECORD_DROPS_NON_FINITE:
+            with pytest.raises(OverflowError):
+                twin.histogram.record(HUGE_INT, GET_COURSE)
+            assert_same(twin, bound)
+        else:
+            for setup in (twin, bound):  # bound: what a caller does on False
+                setup.histogram.record(HUGE_INT, GET_COURSE)
+                with pytest.raises(OverflowError):
+                    setup.snapshots()
 
 
 def test_record_many_with_an_int_too_large_for_a_float_adds_nothing() -> None:
@@ -685,6 +955,7 @@ def test_record_many_with_an_int_too_large_for_a_float_adds_nothing() -> None:
 # --- Disabled meter --------------------------------------------------------------------------
 
 
+@needs_meter_configuration
 def test_disabled_meter_records_nothing_until_enabled_again() -> None:
     """A disabled meter: the series returns True and keeps nothing, as record(); then resumes."""
     with open_twins(cumulative_and_delta_readers) as (twin, bound):
@@ -692,7 +963,7 @@ def test_disabled_meter_records_nothing_until_enabled_again() -> None:
         series = bound_series(bound, GET_COURSE)
         assert_same(twin, bound)
         for setup in (twin, bound):
-            setup.provider._set_meter_configurator(meter_configurator=_disable_meter_configurator)
+            setup.provider._set_meter_configurator(meter_configurator=DISABLE_METER)
 
         twin.histogram.record(0.25, GET_COURSE)
         bound.histogram.record(0.25, GET_COURSE)
@@ -704,7 +975,7 @@ def test_disabled_meter_records_nothing_until_enabled_again() -> None:
         assert delta == {}
 
         for setup in (twin, bound):
-            setup.provider._set_meter_configurator(meter_configurator=_default_meter_configurator)
+            setup.provider._set_meter_configurator(meter_configurator=DEFAULT_METER)
         for value in (0.25, 0.1, 3.0):
             twin.histogram.record(value, GET_COURSE)
         assert series.record(0.25) is True
