@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
@@ -14,7 +14,9 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otelkit import instruments
-from otelkit.bound import BoundSeries, bind
+
+if TYPE_CHECKING:
+    from otelkit.bound import BoundSeries
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ _SERIES_CACHE_SIZE = 4_096
 """Label sets kept ready to record: every (method, route, status) an app serves, bounded so
 that an app answering with arbitrary statuses cannot grow it."""
 
-_Series = tuple[dict[str, str], BoundSeries | None]
+_Series = tuple[dict[str, str], "BoundSeries | None"]
 """A label set's attributes, and its bound series (``None`` where it cannot be bound)."""
 
 
@@ -83,6 +85,21 @@ def route_templates(routes: Iterable[Any]) -> dict[int, str | None]:
     return templates
 
 
+_path_logged = False
+
+
+def _log_recording_path_once() -> None:
+    """Say once per process which path histogram values take on the installed SDK."""
+    global _path_logged
+    if _path_logged:
+        return
+    _path_logged = True
+    from otelkit.bound import fast_path_available, fast_path_description
+
+    level = logging.INFO if fast_path_available() else logging.WARNING
+    logger.log(level, "otelkit: %s", fast_path_description())
+
+
 class MetricsMiddleware:
     """Records every HTTP request's duration in the catalogue's histogram.
 
@@ -114,6 +131,7 @@ class MetricsMiddleware:
             provider.get_meter(instruments.METER_NAME)
         )
         self.excluded_paths = frozenset(excluded_paths)
+        _log_recording_path_once()
         self.on_request = on_request
         self._hook_failed = False
         # Full template per route object of the top-level app, rebuilt when its routes change.
@@ -239,6 +257,10 @@ class MetricsMiddleware:
             return series
         if series is None and len(self._series) >= _SERIES_CACHE_SIZE:
             return (attributes, None)
+        # Imported here, on a label set's first request: it loads the SDK, which an app that
+        # only imports otelkit does not need yet.
+        from otelkit.bound import bind
+
         series = (attributes, bind(self._histogram, attributes))
         self._series[key] = series
         return series

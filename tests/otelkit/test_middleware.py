@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from starlette.applications import Starlette
@@ -621,3 +622,30 @@ async def test_a_reader_added_later_gets_the_requests_after_it(
 
     assert counts(reader) == {series("GET", "/api/courses/{course_id}", 200): 7}
     assert counts(late) == {series("GET", "/api/courses/{course_id}", 200): 4}
+
+
+def test_the_recording_path_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first middleware of a process logs which path values take on the installed SDK,
+    naming its version; later ones log nothing; an unverified SDK is a warning."""
+    import opentelemetry.sdk.version
+
+    import otelkit.bound
+    import otelkit.middleware
+
+    monkeypatch.setattr(otelkit.middleware, "_path_logged", False)
+    with caplog.at_level("INFO", logger="otelkit.middleware"):
+        for _ in range(3):
+            MetricsMiddleware(FastAPI(), meter_provider=NoOpMeterProvider())
+    (record,) = [r for r in caplog.records if "opentelemetry-sdk" in r.getMessage()]
+    assert opentelemetry.sdk.version.__version__ in record.getMessage()
+    assert record.levelname == "INFO"
+
+    caplog.clear()
+    monkeypatch.setattr(otelkit.middleware, "_path_logged", False)
+    monkeypatch.setattr(otelkit.bound, "fast_path_available", lambda: False)
+    with caplog.at_level("INFO", logger="otelkit.middleware"):
+        MetricsMiddleware(FastAPI(), meter_provider=NoOpMeterProvider())
+    (record,) = [r for r in caplog.records if "opentelemetry-sdk" in r.getMessage()]
+    assert record.levelname == "WARNING"
