@@ -49,7 +49,7 @@ test: $(NEWEST)/.installed $(COMPOSE_SCHEMA)
 	$(MAKE) --no-print-directory wheels WHEEL_PYTHON=$(NEWEST)/bin/python
 	$(NEWEST)/bin/python -m pip install --quiet --no-deps --force-reinstall $(DIST)/*.whl
 	# append: the tests import the installed wheels, never the source tree beside them
-	OTELKIT_WHEEL_DIR=$(DIST) OTELKIT_TEST_INSTALLED=wheel \
+	OTELKIT_WHEEL_DIR=$(CURDIR)/$(DIST) \
 		$(NEWEST)/bin/pytest --import-mode=append
 
 $(FLOOR)/.installed: $(DEPS) requirements/floor.txt
