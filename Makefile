@@ -109,10 +109,22 @@ $(VENV)/.installed-bench: $(STAMP) requirements/bench.txt
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -r requirements/bench.txt
 	touch $(VENV)/.installed-bench
 
-## bench: otelkit vs its peers, interleaved; tables, ratios and a summary of every target
-bench: $(STAMP) $(VENV)/.installed-bench
+# The same peers beside the lowest OpenTelemetry release train the ranges allow.
+BENCH_FLOOR := .venv-bench-floor
+$(BENCH_FLOOR)/.installed: $(DEPS) requirements/floor.txt requirements/bench.txt
+	test -x $(BENCH_FLOOR)/bin/python || $(PYTHON) -m venv $(BENCH_FLOOR)
+	grep '^opentelemetry' requirements/floor.txt > $(BENCH_FLOOR)/opentelemetry-floor.txt
+	$(BENCH_FLOOR)/bin/python -m pip install --quiet -c $(BENCH_FLOOR)/opentelemetry-floor.txt \
+		-e ".[push,otlp]" -e ./collector -r requirements/bench.txt \
+		"opentelemetry-instrumentation-fastapi>=0.64b0,<1"
+	touch $@
+
+## bench: otelkit vs its peers, interleaved; tables, ratios and a summary of every target; then
+## the middleware figures again on the floor OpenTelemetry SDK
+bench: $(STAMP) $(VENV)/.installed-bench $(BENCH_FLOOR)/.installed
 	$(BIN)/python -m bench.run_all
+	$(BENCH_FLOOR)/bin/python -m bench.middleware_cost
 
 clean:
-	rm -rf $(VENV) $(NEWEST) $(FLOOR) $(DIST) $(CACHE) build collector/build \
+	rm -rf $(VENV) $(NEWEST) $(FLOOR) $(BENCH_FLOOR) $(DIST) $(CACHE) build collector/build \
 		.mypy_cache .ruff_cache .pytest_cache
