@@ -308,8 +308,8 @@ class _ResetTarget:
                 _add_many_locked(aggregation, values)
 
     def _resolve(self) -> Any:
-        """This set's aggregation in the current table, created as ``record()`` creates it (the
-        overflow series' past the limit); the caller holds the match's lock."""
+        """This set's aggregation in the current table, found or created as ``record()`` does
+        (the overflow series' once the table is full); the caller holds the match's lock."""
         self.aggregation = self.match._get_or_create_aggregation(self.key, dict(self.attributes))
         return self.aggregation
 
@@ -331,6 +331,7 @@ class _ResettingSeries(BoundSeries):
         self._resets = resets
 
     def record(self, value: float) -> bool:
+        """As :meth:`BoundSeries.record`, the delta streams included."""
         if self._consumer._reader_storages is not self._storages or not _recordable(value):
             return False
         config = self._meter_config
@@ -344,6 +345,7 @@ class _ResettingSeries(BoundSeries):
         return True
 
     def record_many(self, values: Sequence[float]) -> bool:
+        """As :meth:`BoundSeries.record_many`, the delta streams included."""
         if not self._accepts_all(values):
             return False
         config = self._meter_config
