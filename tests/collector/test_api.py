@@ -1,4 +1,5 @@
-"""Every collector endpoint does what DESIGN.md section 3 says, seen through both read views."""
+"""Every collector endpoint does what the README's push API and rules say, seen through both read
+views."""
 
 from __future__ import annotations
 
