@@ -40,8 +40,21 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-def prometheus_reader(registry: CollectorRegistry) -> PrometheusMetricReader:
-    """A Prometheus reader with stable labels: no ``otel_scope_*`` labels, no ``target_info``."""
+def prometheus_reader(
+    registry: CollectorRegistry, *, exemplars: bool = False
+) -> PrometheusMetricReader:
+    """A Prometheus reader with stable labels: no ``otel_scope_*`` labels, no ``target_info``.
+
+    With ``exemplars``, each histogram bucket carries its latest sampled exemplar on the
+    OpenMetrics exposition (:mod:`otelkit.exemplars`); the text format is unchanged.
+    """
+    if exemplars:
+        from otelkit.exemplars import exemplar_reader
+
+        reader: PrometheusMetricReader = exemplar_reader(
+            registry, disable_target_info=True, scope_info_enabled=False
+        )
+        return reader
     return PrometheusMetricReader(
         disable_target_info=True, scope_info_enabled=False, registry=registry
     )
@@ -108,6 +121,7 @@ def setup_metrics(
     export_interval_millis: float | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    tracing: bool = False,
 ) -> MetricsSetup:
     """Build a MeterProvider that exports the catalogue.
 
@@ -129,8 +143,11 @@ def setup_metrics(
             host (default ``os.environ``). The OpenTelemetry SDK itself reads
             ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_EXPORTER_OTLP_*``
             from ``os.environ``.
+        tracing: requests are traced, so sample exemplars (``OTEL_METRICS_EXEMPLAR_FILTER``,
+            default ``trace_based``) and expose them on OpenMetrics ``/metrics``.
     """
     chosen = parse_exporters(exporters, environ)
+    exemplar_filter = _exemplar_filter(chosen, tracing=tracing)
     attributes: dict[str, str] = dict(resource_attributes or {})
     if service_name is not None:
         attributes[SERVICE_NAME] = service_name
@@ -141,7 +158,7 @@ def setup_metrics(
     port: int | None = None
     if "prometheus" in chosen:
         prom_registry = registry if registry is not None else new_registry()
-        readers.append(prometheus_reader(prom_registry))
+        readers.append(prometheus_reader(prom_registry, exemplars=exemplar_filter is None))
         port = prometheus_port
         if port is None:
             port = env_int("OTEL_EXPORTER_PROMETHEUS_PORT", environ, minimum=0, maximum=65_535)
@@ -160,19 +177,20 @@ def setup_metrics(
             )
         )
     provider = MeterProvider(
-        resource=resource, metric_readers=readers, exemplar_filter=_exemplar_filter(chosen)
+        resource=resource, metric_readers=readers, exemplar_filter=exemplar_filter
     )
     return MetricsSetup(provider, prom_registry, chosen, port, server)
 
 
-def _exemplar_filter(exporters: Sequence[str]) -> ExemplarFilter | None:
-    """No exemplar sampling when nothing exported could carry exemplars.
+def _exemplar_filter(exporters: Sequence[str], *, tracing: bool) -> ExemplarFilter | None:
+    """No exemplar sampling unless something can link them to traces.
 
-    The Prometheus exporter drops exemplars, so without OTLP, sampling them (a trace-context
-    lookup on every record) is pure cost. ``OTEL_METRICS_EXEMPLAR_FILTER``, when set, and
-    OTLP keep the SDK's own choice (``None``).
+    Without tracing, OTLP or ``OTEL_METRICS_EXEMPLAR_FILTER``, no span is current when a
+    request is recorded, so sampling exemplars (a trace-context lookup on every record) is
+    pure cost. Otherwise the SDK's own choice stands (``None``: the variable, else
+    ``trace_based``).
     """
-    if "otlp" in exporters or os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER):
+    if tracing or "otlp" in exporters or os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER):
         return None
     return AlwaysOffExemplarFilter()
 

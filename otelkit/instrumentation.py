@@ -24,12 +24,14 @@ from otelkit.middleware import DEFAULT_EXCLUDED_PATHS, MetricsMiddleware
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
     from starlette.applications import Starlette
 
     from otelkit.exporters import MetricsSetup
     from otelkit.push import PushClient
     from otelkit.reporters import HealthCheck, HealthHeartbeat, Reporter
+    from otelkit.tracing import TracingSetup
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class Instrumentation:
     setup: MetricsSetup | None
     """Set when ``instrument`` built the provider itself (and so shuts it down)."""
     service_name: str | None = None
+    tracing: TracingSetup | None = None
+    """Set when requests are traced: the provider their spans come from."""
 
     def report_health(self, service: str, status: str) -> None:
         """Report ``service``'s health (healthy, degraded, unhealthy or down) for this app."""
@@ -94,6 +98,9 @@ def instrument(
     collector_token: str | None = None,
     heartbeat_interval: float | None = _FROM_ENV,
     health_check: HealthCheck | None = None,
+    tracing: bool | None = None,
+    tracer_provider: TracerProvider | None = None,
+    log_correlation: bool | None = None,
 ) -> Instrumentation:
     """Instrument a FastAPI or Starlette app with the otelkit catalogue.
 
@@ -117,6 +124,15 @@ def instrument(
         heartbeat_interval: seconds between health reports (default
             ``OTELKIT_HEARTBEAT_SECONDS``, then 30); ``None`` for no heartbeat.
         health_check: sync or async callable whose result the heartbeat reports.
+        tracing: trace each request with a SERVER span, continuing an incoming
+            ``traceparent``, and put exemplars on the latency histogram (default: on when
+            ``OTEL_TRACES_EXPORTER`` is set to something other than ``none``). Spans are
+            exported by ``OTEL_TRACES_EXPORTER`` (``otlp``, the default, needs
+            ``otelkit[otlp]``; or ``console``), unless the application already set a
+            TracerProvider, which is then used as it is.
+        tracer_provider: trace with this provider (implies ``tracing=True``).
+        log_correlation: put ``trace_id`` and ``span_id`` on every log record (default
+            ``OTEL_PYTHON_LOG_CORRELATION``); see :mod:`otelkit.logs`.
     """
     existing = getattr(app.state, STATE_KEY, None)
     if isinstance(existing, Instrumentation):
@@ -128,16 +144,28 @@ def instrument(
         return existing
 
     from otelkit.exporters import setup_metrics
+    from otelkit.logs import install_log_correlation, log_correlation_requested
     from otelkit.reporters import DEFAULT_HEARTBEAT_SECONDS, HealthHeartbeat, Reporter
+    from otelkit.tracing import tracing_requested
 
     service_name = service_name or env_str("OTEL_SERVICE_NAME")
+    traced = tracer_provider is not None or tracing_requested(tracing)
     if heartbeat_interval is _FROM_ENV:
         from_env = env_float("OTELKIT_HEARTBEAT_SECONDS", minimum=0.001)
         heartbeat_interval = from_env if from_env is not None else DEFAULT_HEARTBEAT_SECONDS
     setup: MetricsSetup | None = None
     if meter_provider is None:
-        setup = setup_metrics(service_name=service_name, exporters=exporters, registry=registry)
+        setup = setup_metrics(
+            service_name=service_name, exporters=exporters, registry=registry, tracing=traced
+        )
         meter_provider, registry = setup.meter_provider, setup.registry
+    tracing_setup: TracingSetup | None = None
+    if traced:
+        from otelkit.tracing import setup_tracing
+
+        tracing_setup = setup_tracing(service_name=service_name, tracer_provider=tracer_provider)
+    if log_correlation_requested(log_correlation):
+        install_log_correlation()
     push = _push_client(collector_url, collector_token, service_name)
     if push is not None:
         push.register_metrics(meter_provider)
@@ -163,13 +191,14 @@ def instrument(
         meter_provider=meter_provider,
         excluded_paths=excluded,
         on_request=push.submit_http if push is not None else None,
+        tracer_provider=tracing_setup.tracer_provider if tracing_setup is not None else None,
     )
     serves_metrics = setup is None or setup.prometheus_port is None
     if metrics_path is not None and registry is not None and serves_metrics:
         app.add_route(metrics_path, metrics_endpoint(registry), include_in_schema=False)
 
     instrumentation = Instrumentation(
-        meter_provider, registry, reporter, push, heartbeat, setup, service_name
+        meter_provider, registry, reporter, push, heartbeat, setup, service_name, tracing_setup
     )
     setattr(app.state, STATE_KEY, instrumentation)
     _live.add(instrumentation)
@@ -211,6 +240,8 @@ def _wrap_lifespan(app: Starlette, instrumentation: Instrumentation, *, warn_wor
                 await instrumentation.heartbeat.stop()
             if instrumentation.push is not None:
                 await asyncio.to_thread(instrumentation.push.shutdown, PUSH_SHUTDOWN_SECONDS)
+            if instrumentation.tracing is not None:
+                await asyncio.to_thread(instrumentation.tracing.shutdown, PUSH_SHUTDOWN_SECONDS)
             if instrumentation.setup is not None:
                 instrumentation.setup.shutdown()
 

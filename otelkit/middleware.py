@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,6 +18,7 @@ from otelkit import instruments
 
 if TYPE_CHECKING:
     from otelkit.bound import BoundSeries
+    from otelkit.tracing import ServerSpans
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +116,10 @@ class MetricsMiddleware:
         meter_provider: where the histogram lives (default: the global provider).
         excluded_paths: exact paths not recorded (default ``/metrics`` and ``/healthz``).
         on_request: called after each recorded request, e.g. to push it to the collector;
-            it must not raise (if it does, the error is logged once and ignored).
+            it must not raise (if it does, the error is logged once and ignored). With
+            tracing on, the request's span is still the current one when it is called.
+        tracer_provider: trace each request with a SERVER span from this provider (see
+            :mod:`otelkit.tracing`); ``None``, the default, traces nothing and costs nothing.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class MetricsMiddleware:
         meter_provider: MeterProvider | None = None,
         excluded_paths: Sequence[str] = DEFAULT_EXCLUDED_PATHS,
         on_request: RequestHook | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.app = app
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
@@ -141,6 +147,11 @@ class MetricsMiddleware:
         # Per (request method, route, status): the attributes, built once, and the series
         # bound to the SDK's aggregation (see otelkit.bound), which skips record()'s pipeline.
         self._series: dict[tuple[str, str, int], _Series] = {}
+        self._spans: ServerSpans | None = None
+        if tracer_provider is not None:
+            from otelkit.tracing import ServerSpans
+
+            self._spans = ServerSpans(tracer_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -153,6 +164,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope[_RECORDING] = True
+        if self._spans is not None:
+            await self._traced(scope, receive, send, self._spans)
+            return
 
         entry_root_path = scope.get("root_path", "")
         # Added with add_middleware, the app is in the scope; wrapped around an app
@@ -184,6 +198,50 @@ class MetricsMiddleware:
             duration = (ended_at if ended_at is not None else perf_counter()) - started_at
             self._finish(scope, entry_root_path, entry_app, entry_path, status, duration)
 
+    async def _traced(self, scope: Scope, receive: Receive, send: Send, spans: ServerSpans) -> None:
+        """:meth:`__call__` inside the request's SERVER span, current until it is recorded."""
+        entry_root_path = scope.get("root_path", "")
+        entry_app = scope.get("app", self.app)
+        entry_path = scope["path"]
+        status = 500
+        ended_at: float | None = None
+        error: BaseException | None = None
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, ended_at
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended_at = perf_counter()
+            await send(message)
+
+        try:
+            span, token = spans.start(scope)
+        except Exception:
+            self._log_failure_once()
+            span, token = None, None
+        started_at = perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = exc
+            if ended_at is None:
+                status = 500
+            raise
+        finally:
+            duration = (ended_at if ended_at is not None else perf_counter()) - started_at
+            # Recorded while the span is current: the bucket's exemplar is this span.
+            template = self._finish(scope, entry_root_path, entry_app, entry_path, status, duration)
+            if span is not None:
+                try:
+                    method = _METHOD_LABELS.get(scope["method"]) or instruments.normalize_method(
+                        scope["method"]
+                    )
+                    route = template if template != UNMATCHED_ROUTE else None
+                    spans.finish_attributes(span, method, route, status, error)
+                finally:
+                    spans.end(span, token)
+
     def _finish(
         self,
         scope: Scope,
@@ -192,8 +250,9 @@ class MetricsMiddleware:
         entry_path: str,
         status: int,
         duration: float,
-    ) -> None:
-        """Resolve the route template and record the request; never raises.
+    ) -> str:
+        """Resolve the route template and record the request; never raises. Returns the
+        template.
 
         One call per request on purpose: this is the whole per-request cost otelkit adds
         besides the histogram itself, and each Python call layer costs a measurable share.
@@ -223,6 +282,7 @@ class MetricsMiddleware:
                 self.on_request(series[0]["method"], template, status, duration)
         except Exception:
             self._log_failure_once()
+        return template
 
     def _route(self, scope: Scope, entry_root_path: str, entry_app: Any, entry_path: str) -> str:
         """The template when the kept table does not know the route object."""

@@ -24,6 +24,7 @@ except ImportError as missing:  # pragma: no cover - exercised by the packaging 
         "otelkit's push client needs httpx: pip install 'otelkit[push]'", name=missing.name
     ) from missing
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import get_current_span
 
 from otelkit import instruments
 from otelkit.config import env_str
@@ -128,7 +129,11 @@ class PushClient:
     # -- producer side: called on the request path, never blocks, never raises -------------
 
     def submit_http(self, method: str, route: str, status: int, duration: float) -> None:
-        """Queue one request observation."""
+        """Queue one request observation.
+
+        Called while a sampled span is current (the request's, with tracing on), the report
+        carries its ``trace_id`` and ``span_id``: the collector's exemplar links to it.
+        """
         report: dict[str, Any] = {
             "method": method,
             "route": route,
@@ -137,6 +142,10 @@ class PushClient:
         }
         if self.service is not None:
             report["service"] = self.service
+        span_context = get_current_span().get_span_context()
+        if span_context.trace_flags.sampled and span_context.is_valid:
+            report["trace_id"] = format(span_context.trace_id, "032x")
+            report["span_id"] = format(span_context.span_id, "016x")
         self._put("http", report)
 
     def submit_health(self, service: str, status: str) -> None:

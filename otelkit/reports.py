@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from otelkit.instruments import normalize_method
 
@@ -90,6 +98,38 @@ DurationSeconds = Annotated[
 ]
 UserCount = Annotated[int, Field(strict=True, ge=0, le=MAX_USER_COUNT)]
 
+TRACE_ID_PATTERN: Final = r"^[0-9a-f]{32}$"
+SPAN_ID_PATTERN: Final = r"^[0-9a-f]{16}$"
+
+
+def _hex_id(digits: int) -> AfterValidator:
+    """A W3C trace-context id: exactly ``digits`` lowercase hex digits, not all zeros."""
+
+    def check(value: str) -> str:
+        if len(value) != digits or not all(c in "0123456789abcdef" for c in value):
+            raise ValueError(f"must be exactly {digits} lowercase hex digits (0-9, a-f)")
+        if value.count("0") == digits:
+            raise ValueError("must not be all zeros (an invalid id in W3C trace context)")
+        return value
+
+    return AfterValidator(check)
+
+
+TraceId = Annotated[
+    str,
+    Field(
+        strict=True, min_length=32, max_length=32, json_schema_extra={"pattern": TRACE_ID_PATTERN}
+    ),
+    _hex_id(32),
+]
+SpanId = Annotated[
+    str,
+    Field(
+        strict=True, min_length=16, max_length=16, json_schema_extra={"pattern": SPAN_ID_PATTERN}
+    ),
+    _hex_id(16),
+]
+
 
 class _Report(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -105,6 +145,29 @@ class HttpReport(_Report):
     )
     duration: DurationSeconds = Field(description="Duration in seconds, finite and >= 0")
     service: ServiceName | None = Field(default=None, description="Reporting service")
+    trace_id: TraceId | None = Field(
+        default=None,
+        description="Trace the request belongs to (32 lowercase hex, not all zeros): the "
+        "bucket's exemplar on OpenMetrics /metrics links to it. Leave it out rather than null.",
+    )
+    span_id: SpanId | None = Field(
+        default=None,
+        description="The request's span (16 lowercase hex, not all zeros); needs trace_id",
+    )
+
+    @field_validator("trace_id", "span_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out means "no trace"; an explicit null is a client bug worth naming.
+        if value is None:
+            raise ValueError("must be a hex string when given (leave the field out for none)")
+        return value
+
+    @model_validator(mode="after")
+    def _span_needs_trace(self) -> HttpReport:
+        if self.span_id is not None and self.trace_id is None:
+            raise ValueError("span_id needs trace_id: an exemplar links to a trace")
+        return self
 
 
 class HttpReportBatch(_Report):
