@@ -21,6 +21,7 @@ if _typing.TYPE_CHECKING:
         report_health,
     )
     from otelkit.instruments import CATALOGUE, DURATION_BUCKETS_SECONDS, MetricSpec
+    from otelkit.logs import TraceContextFilter
     from otelkit.middleware import MetricsMiddleware
     from otelkit.push import PushClient, PushStats
     from otelkit.reporters import HealthHeartbeat, Reporter
@@ -42,6 +43,7 @@ _HOMES = {
     "PushClient": "otelkit.push",
     "PushStats": "otelkit.push",
     "Reporter": "otelkit.reporters",
+    "TraceContextFilter": "otelkit.logs",
     "UsersReport": "otelkit.reports",
     "instrument": "otelkit.instrumentation",
     "report_active_users": "otelkit.instrumentation",
@@ -64,6 +66,7 @@ __all__ = [
     "PushClient",
     "PushStats",
     "Reporter",
+    "TraceContextFilter",
     "UsersReport",
     "__version__",
     "instrument",

@@ -164,7 +164,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         scope[_RECORDING] = True
-        if self._spans is not None:
+        if self._spans is not None and not self._spans.upstream_span_active():
             await self._traced(scope, receive, send, self._spans)
             return
 

@@ -173,12 +173,31 @@ class ServerSpans:
     The span continues the incoming W3C trace context (and baggage), through the global
     propagators (``OTEL_PROPAGATORS``), and is the current span while the application runs
     and while the request's duration is recorded, so the histogram's exemplar links to it.
+    Sensitive query parameters (signatures, credentials) are redacted in ``url.query``.
     """
 
     def __init__(self, tracer_provider: TracerProvider) -> None:
         from otelkit import __version__
 
         self._tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+        self._upstream_logged = False
+
+    def upstream_span_active(self) -> bool:
+        """Whether something outside already traces this request, so no second span starts.
+
+        FastAPI releases with native telemetry start their own SERVER span whenever a global
+        TracerProvider is set, and the OpenTelemetry ASGI middleware does the same. The
+        request is then recorded inside that span: exemplars and pushed ids link to it.
+        """
+        if not trace.get_current_span().is_recording():
+            return False
+        if not self._upstream_logged:
+            self._upstream_logged = True
+            logger.info(
+                "otelkit: requests already have a span from another instrumentation (e.g. "
+                "FastAPI's own telemetry); exemplars and pushed ids link to it"
+            )
+        return True
 
     def start(self, scope: Scope) -> tuple[Span, object]:
         """Start the request's span and make it current; returns it and the context token."""
@@ -194,7 +213,7 @@ class ServerSpans:
             attributes[HTTP_REQUEST_METHOD_ORIGINAL] = raw_method
         query = scope.get("query_string")
         if query:
-            attributes[URL_QUERY] = query.decode("latin-1")
+            attributes[URL_QUERY] = redact_query(query.decode("latin-1"))
         address, port = _server_address(scope)
         if address:
             attributes[SERVER_ADDRESS] = address
@@ -239,6 +258,22 @@ class ServerSpans:
         """End the span and restore the context that was current before it."""
         span.end()
         context.detach(token)  # type: ignore[arg-type]
+
+
+SENSITIVE_QUERY_PARAMETERS = frozenset(
+    {"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature", "X-Amz-Signature",
+     "X-Amz-Credential", "X-Amz-Security-Token"}
+)  # fmt: skip
+"""Query parameters whose values the HTTP semantic conventions say to redact."""
+
+
+def redact_query(query: str) -> str:
+    """``query`` with the value of each sensitive parameter replaced by ``REDACTED``."""
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        parts.append(f"{name}=REDACTED" if equals and name in SENSITIVE_QUERY_PARAMETERS else part)
+    return "&".join(parts)
 
 
 def _span_name(method: str, route: str | None) -> str:

@@ -4,20 +4,12 @@ real OTLP/HTTP receiver, service identity from arguments or the standard OTEL_* 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import http.server
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, generate_latest
@@ -32,72 +24,15 @@ from otelkit.instruments import (
 )
 from otelkit.middleware import MetricsMiddleware
 from tests.otelkit.conftest import LOOPBACK, asgi_client
+from tests.otlp_receiver import OtlpReceiver, attributes, running_otlp_receiver
 
 pytestmark = pytest.mark.anyio
 
 
-class OtlpReceiver:
-    """A real OTLP/HTTP metrics endpoint on a loopback port, keeping every decoded request."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportMetricsServiceRequest] = []
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = ExportMetricsServiceRequest()
-                request.ParseFromString(body)
-                receiver.paths.append(self.path)
-                receiver.requests.append(request)
-                self.send_response(200 if self.path == "/v1/metrics" else 404)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.endpoint = f"http://{LOOPBACK}:{self.server.server_port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def metrics(self, name: str) -> list[Metric]:
-        """Every exported metric called ``name``, oldest first."""
-        return [
-            metric
-            for request in self.requests
-            for resource_metrics in request.resource_metrics
-            for scope_metrics in resource_metrics.scope_metrics
-            for metric in scope_metrics.metrics
-            if metric.name == name
-        ]
-
-    def resource(self) -> dict[str, str]:
-        """The resource attributes of the last export."""
-        (resource_metrics, *_) = self.requests[-1].resource_metrics
-        return attributes(resource_metrics.resource.attributes)
-
-
-def attributes(pairs: Sequence[KeyValue]) -> dict[str, str]:
-    return {pair.key: pair.value.string_value for pair in pairs}
-
-
 @pytest.fixture
 def otlp_receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    receiver.thread.start()
-    try:
+    with running_otlp_receiver() as receiver:
         yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
-        receiver.thread.join(timeout=5)
 
 
 @pytest.mark.parametrize(
@@ -401,27 +336,29 @@ def test_otlp_keeps_trace_exemplars(otlp_receiver: OtlpReceiver) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exporters", "variable", "sampling"),
+    ("exporters", "variable", "tracing", "sampling"),
     [
-        pytest.param(("prometheus",), None, False, id="prometheus-only"),
-        pytest.param((), None, False, id="none"),
-        pytest.param(("prometheus", "otlp"), None, True, id="with-otlp"),
-        pytest.param(("prometheus",), "always_on", True, id="variable-set"),
+        pytest.param(("prometheus",), None, False, False, id="prometheus-only"),
+        pytest.param((), None, False, False, id="none"),
+        pytest.param(("prometheus", "otlp"), None, False, True, id="with-otlp"),
+        pytest.param(("prometheus",), "always_on", False, True, id="variable-set"),
+        pytest.param(("prometheus",), None, True, True, id="tracing"),
     ],
 )
-def test_exemplars_are_sampled_only_where_they_can_be_exported(
+def test_exemplars_are_sampled_only_where_they_can_link_to_a_trace(
     monkeypatch: pytest.MonkeyPatch,
     exporters: tuple[str, ...],
     variable: str | None,
+    tracing: bool,
     sampling: bool,
 ) -> None:
-    """The Prometheus exporter drops exemplars: without OTLP, nothing samples them."""
+    """Without tracing, OTLP or the variable, no span can be current: nothing samples them."""
     if variable is None:
         monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
     else:
         monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", variable)
 
-    chosen = _exemplar_filter(exporters)
+    chosen = _exemplar_filter(exporters, tracing=tracing)
 
     assert (chosen is None) is sampling
     if chosen is not None:

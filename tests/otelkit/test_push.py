@@ -15,8 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otelkit.push import PushClient, PushStats
+from otelkit.reports import HttpReport
 
 SETTLE_SECONDS = 5.0
 
@@ -154,6 +157,32 @@ def test_reports_are_delivered_as_json(make_client: Callable[..., PushClient]) -
         ("POST", "/api/health/courses", {"status": "healthy"}),
         ("POST", "/api/metrics/users", {"count": 127, "service": "courses"}),
         ("POST", "/api/metrics/users", {"count": 3, "service": "billing"}),
+    ]
+
+
+def test_reports_carry_the_current_sampled_span_ids(
+    make_client: Callable[..., PushClient],
+) -> None:
+    """Submitted inside a sampled span, a report names its trace and span; else neither."""
+    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    collector = FakeCollector()
+    client = make_client(collector, service="courses")
+    client.start()
+    for flags in (TraceFlags.SAMPLED, TraceFlags.DEFAULT):
+        context = SpanContext(int(trace_id, 16), int(span_id, 16), True, TraceFlags(flags))
+        with trace.use_span(NonRecordingSpan(context)):
+            client.submit_http("GET", "/api/courses/{course_id}", 200, 0.25)
+    client.submit_http("GET", "/api/courses/{course_id}", 200, 0.25)
+    client.shutdown(timeout=5)
+
+    reports = [report for r in collector.received for report in r.body["reports"]]
+    ids = [(report.get("trace_id"), report.get("span_id")) for report in reports]
+    assert ids == [(trace_id, span_id), (None, None), (None, None)]
+    # Each is a report the collector's model accepts as sent.
+    assert [HttpReport.model_validate(report).trace_id for report in reports] == [
+        trace_id,
+        None,
+        None,
     ]
 
 
