@@ -1,16 +1,19 @@
 """docker-compose.yml and the Alertmanager and OTel Collector configs it mounts, checked without
-a Docker engine: schema, pinned images, healthchecks, ports, volumes and every file and name
-they point at."""
+a Docker engine: schema, pinned images, healthchecks, ports, volumes, every file and name they
+point at, and the path a trace takes from the example services to Jaeger."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs published
 import pytest
@@ -18,12 +21,14 @@ import pytest
 from tests.e2e.servers import REPO_ROOT
 from tests.stack.stack_files import (
     ALERTMANAGER_CONFIG,
+    COMPOSE_FILE,
     COMPOSE_SCHEMA,
     OTEL_COLLECTOR_CONFIG,
     PROMETHEUS_CONFIG,
     alert_rules,
     compose,
     dockerfile_instructions,
+    interpolate,
     load_yaml,
     mounts,
     published_ports,
@@ -36,11 +41,24 @@ HEALTHCHECK_EXEMPT = {
     "node-exporter": 'an exporter: Prometheus already watches it as up{job="node"}',
     "otel-collector": "a scratch image with no shell or HTTP client to probe itself with",
 }
-PUBLISHED = {"collector": {9090: 9090}, "prometheus": {9091: 9090}, "grafana": {3100: 3000}}
+PUBLISHED = {
+    "collector": {9090: 9090},
+    "prometheus": {9091: 9090},
+    "grafana": {3100: 3000},
+    "jaeger": {16686: 16686},
+}
 DATA_DIRS = {"prometheus": "/prometheus", "grafana": "/var/lib/grafana"}
 OTLP_PROFILE_SERVICES = {"otel-collector", "courses-otlp"}
 CONFIG_FLAG = re.compile(r"^--config(?:\.file)?=(?P<path>.+)$")
 AMTOOL_TIMEOUT_SECONDS = 60
+TRACES_BACKEND = "jaeger"
+TRACES_BACKEND_OTLP_HTTP_PORT = 4318
+"""Where Jaeger all-in-one receives OTLP over HTTP: its default once the OTLP receiver is on."""
+EXAMPLE_IMAGE = "otelkit/courses-example"
+EXAMPLE_SERVICES = sorted(
+    name for name, service in SERVICES.items() if service["image"].startswith(EXAMPLE_IMAGE + ":")
+)
+OPENMETRICS_PROTOCOLS = {"OpenMetricsText1.0.0", "OpenMetricsText0.0.1"}
 
 
 def schema_validator() -> jsonschema.Draft201909Validator:
@@ -123,8 +141,35 @@ def test_healthcheck_probes_the_port_the_container_serves(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_published_ports(name: str) -> None:
     """Collector :9090, Prometheus :9091 (so it does not clash with the collector), Grafana
-    :3100."""
+    :3100, the Jaeger UI :16686."""
     assert published_ports(SERVICES[name]) == PUBLISHED[name]
+
+
+def test_no_two_services_publish_the_same_host_port() -> None:
+    """Host ports are unique across every profile, so ``--profile otlp`` starts beside the
+    default stack."""
+    owners: dict[int, list[str]] = collections.defaultdict(list)
+    for name, service in SERVICES.items():
+        for host_port in published_ports(service):
+            owners[host_port].append(name)
+    assert {port: names for port, names in owners.items() if len(names) > 1} == {}
+
+
+def test_header_comment_lists_every_default_host_port() -> None:
+    """The comment atop docker-compose.yml names each host port ``docker compose up`` opens."""
+    header = []
+    for line in COMPOSE_FILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    listed = {int(port) for port in re.findall(r":(\d+)\b", "\n".join(header))}
+    default_ports = {
+        host_port
+        for service in SERVICES.values()
+        if "profiles" not in service
+        for host_port in published_ports(service)
+    }
+    assert default_ports - listed == set()
 
 
 @pytest.mark.parametrize("name", sorted(DATA_DIRS))
@@ -139,6 +184,35 @@ def test_data_lives_in_a_named_volume(name: str) -> None:
 def test_prometheus_stores_its_tsdb_in_the_data_volume() -> None:
     """Prometheus writes its TSDB to the directory the named volume is mounted on."""
     assert f"--storage.tsdb.path={DATA_DIRS['prometheus']}" in SERVICES["prometheus"]["command"]
+
+
+def enabled_features(command: list[str]) -> set[str]:
+    """The feature flags a Prometheus command line enables (repeated or comma-separated)."""
+    return {
+        feature
+        for argument in command
+        if argument.startswith("--enable-feature=")
+        for feature in argument.partition("=")[2].split(",")
+    }
+
+
+def test_prometheus_stores_exemplars() -> None:
+    """Prometheus keeps the exemplars it scrapes, so a latency point links to its trace."""
+    assert "exemplar-storage" in enabled_features(SERVICES["prometheus"]["command"])
+
+
+def _scrape_sections() -> dict[str, dict[str, Any]]:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    return {"global": config.get("global", {}), **jobs}
+
+
+@pytest.mark.parametrize("section", sorted(_scrape_sections()))
+def test_prometheus_asks_for_openmetrics_first(section: str) -> None:
+    """No ``scrape_protocols`` puts plain text before OpenMetrics, the only format exemplars
+    travel in (left unset, Prometheus 2.x asks for OpenMetrics first)."""
+    protocols = _scrape_sections()[section].get("scrape_protocols")
+    assert protocols is None or protocols[0] in OPENMETRICS_PROTOCOLS, protocols
 
 
 def test_otlp_profile_holds_the_scale_out_path() -> None:
@@ -203,6 +277,61 @@ def test_prometheus_targets_are_compose_services() -> None:
     ]
     hosts = {target.rsplit(":", 1)[0] for target in static}
     assert hosts - {"localhost"} <= set(SERVICES)
+
+
+# --- Traces: the example services export spans over OTLP to Jaeger ------------------------
+
+
+def otlp_endpoint(environment: Mapping[str, str], signal: str) -> str:
+    """Where an OTLP/HTTP exporter sends ``signal`` (``traces``, ``metrics``): the signal's own
+    variable as given, else the base endpoint plus ``/v1/<signal>``, as OpenTelemetry's
+    environment variable specification resolves them."""
+    own = environment.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    if own is not None:
+        return interpolate(own)
+    return interpolate(environment["OTEL_EXPORTER_OTLP_ENDPOINT"]).rstrip("/") + f"/v1/{signal}"
+
+
+def test_traces_backend_runs_in_the_default_stack() -> None:
+    """``docker compose up`` starts Jaeger, with its OTLP receiver on its default ports."""
+    backend = SERVICES[TRACES_BACKEND]
+    assert "profiles" not in backend
+    assert backend["image"].startswith("jaegertracing/all-in-one:")
+    environment = backend["environment"]
+    assert environment["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert "COLLECTOR_OTLP_HTTP_HOST_PORT" not in environment
+
+
+def test_the_example_image_runs_as_both_example_services() -> None:
+    """The example image runs as ``courses`` (pushing) and as ``courses-otlp`` (profile otlp)."""
+    assert EXAMPLE_SERVICES == ["courses", "courses-otlp"]
+
+
+@pytest.mark.parametrize("name", EXAMPLE_SERVICES)
+def test_example_service_exports_its_traces_to_the_backend(name: str) -> None:
+    """Each example service exports its spans over OTLP/HTTP to the port Jaeger receives
+    them on, and starts after Jaeger."""
+    service = SERVICES[name]
+    environment = service["environment"]
+    assert environment["OTEL_TRACES_EXPORTER"] == "otlp"
+    url = urlsplit(otlp_endpoint(environment, "traces"))
+    assert (url.scheme, url.hostname, url.port, url.path) == (
+        "http",
+        TRACES_BACKEND,
+        TRACES_BACKEND_OTLP_HTTP_PORT,
+        "/v1/traces",
+    )
+    assert TRACES_BACKEND in service["depends_on"]
+
+
+def test_metrics_stay_off_the_traces_backend() -> None:
+    """``courses-otlp`` still exports its metrics to the OTel Collector, and ``courses``, whose
+    base OTLP endpoint is Jaeger's, exports none over OTLP (it pushes them)."""
+    environment = SERVICES["courses-otlp"]["environment"]
+    assert environment["OTEL_METRICS_EXPORTER"] == "otlp"
+    url = urlsplit(otlp_endpoint(environment, "metrics"))
+    assert (url.hostname, url.port, url.path) == ("otel-collector", 4318, "/v1/metrics")
+    assert "otlp" not in SERVICES["courses"]["environment"].get("OTEL_METRICS_EXPORTER", "")
 
 
 # --- Alertmanager and the OpenTelemetry Collector ------------------------------------------

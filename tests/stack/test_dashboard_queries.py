@@ -25,7 +25,7 @@ ALL_SERVICES = ".*"
 def rate_interval() -> str:
     """``$__rate_interval`` as Grafana computes it for the provisioned datasource: at least
     four scrape intervals (``jsonData.timeInterval``), here 4 x 15 s = 60 s."""
-    (datasource,) = provisioned_datasources()
+    (datasource,) = [ds for ds in provisioned_datasources() if ds["type"] == "prometheus"]
     match = re.fullmatch(r"(\d+)s", datasource["jsonData"]["timeInterval"])
     assert match is not None, datasource["jsonData"]
     return f"{4 * int(match[1])}s"

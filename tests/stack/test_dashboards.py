@@ -1,10 +1,12 @@
-"""The provisioned Grafana: dashboards parse, reference only the provisioned datasource, hold
-no secrets, sit where the provider looks, and show the panels the stack promises."""
+"""The provisioned Grafana: dashboards parse, reference only the provisioned Prometheus
+datasource, hold no secrets, sit where the provider looks, show the panels the stack promises,
+and link their latency exemplars to the trace in the provisioned Jaeger datasource."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +19,7 @@ from tests.stack.stack_files import (
     load_yaml,
     mounts,
     provisioned_datasources,
+    published_ports,
     repo_path_for,
 )
 
@@ -33,14 +36,30 @@ EXPECTED_PANELS = (
 SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "basicauth", "azora")
 
 DASHBOARD_NAMES = sorted(path.name for path in DASHBOARDS_DIR.glob("*.json"))
+DATASOURCES = {datasource["name"]: datasource for datasource in provisioned_datasources()}
+TRACING_TYPES = {"jaeger", "tempo", "zipkin"}
+EXEMPLAR_TRACE_ID = "trace_id"
+"""The exemplar label otelkit writes a request's trace id under."""
+LATENCY_HISTOGRAM = "http_request_duration_seconds_bucket"
+LATENCY_TARGETS = {
+    f"{name} {panel['title']} [{target.get('refId', '?')}]": target
+    for name, dashboard in dashboards().items()
+    for panel in iter_panels(dashboard)
+    for target in panel.get("targets", [])
+    if LATENCY_HISTOGRAM in target.get("expr", "")
+}
+
+
+def prometheus_datasource() -> dict[str, Any]:
+    """The one provisioned Prometheus datasource."""
+    (datasource,) = [ds for ds in DATASOURCES.values() if ds["type"] == "prometheus"]
+    return datasource
 
 
 @pytest.fixture(scope="module")
 def datasource_ref() -> dict[str, str]:
     """How a panel must reference the one provisioned Prometheus datasource."""
-    (datasource,) = provisioned_datasources()
-    assert datasource["type"] == "prometheus"
-    return {"type": "prometheus", "uid": datasource["uid"]}
+    return {"type": "prometheus", "uid": prometheus_datasource()["uid"]}
 
 
 def test_the_overview_dashboard_ships() -> None:
@@ -104,12 +123,52 @@ def test_dashboard_holds_no_credentials(name: str) -> None:
     assert [word for word in SECRET_WORDS if word in text] == []
 
 
-def test_datasource_provisioning_holds_no_credentials() -> None:
-    """The datasource reaches Prometheus inside the compose network, without credentials."""
-    (datasource,) = provisioned_datasources()
-    assert datasource["url"] == "http://prometheus:9090"
-    assert "prometheus" in compose()["services"]
+def test_datasources_are_prometheus_and_jaeger_with_distinct_uids() -> None:
+    """Grafana provisions Prometheus and Jaeger, each under its own uid."""
+    assert sorted(ds["type"] for ds in DATASOURCES.values()) == ["jaeger", "prometheus"]
+    uids = [datasource["uid"] for datasource in provisioned_datasources()]
+    assert len(uids) == len(set(uids))
+    assert prometheus_datasource()["url"] == "http://prometheus:9090"
+
+
+@pytest.mark.parametrize("name", sorted(DATASOURCES))
+def test_datasource_reaches_a_compose_service_without_credentials(name: str) -> None:
+    """The datasource's URL names a compose service of the default stack and a port that
+    service serves; no credentials are provisioned."""
+    datasource = DATASOURCES[name]
+    url = urlsplit(datasource["url"])
+    service = compose()["services"][url.hostname]
+    assert "profiles" not in service
+    assert url.port in published_ports(service).values()
     assert not {"basicAuth", "basicAuthPassword", "secureJsonData", "password"} & set(datasource)
+
+
+def test_exemplars_link_to_the_provisioned_tracing_datasource() -> None:
+    """The Prometheus datasource turns an exemplar's ``trace_id`` into a link to a tracing
+    datasource Grafana provisions, by its uid."""
+    destinations = prometheus_datasource()["jsonData"]["exemplarTraceIdDestinations"]
+    assert [destination["name"] for destination in destinations] == [EXEMPLAR_TRACE_ID]
+    by_uid = {datasource["uid"]: datasource for datasource in provisioned_datasources()}
+    for destination in destinations:
+        assert by_uid[destination["datasourceUid"]]["type"] in TRACING_TYPES
+
+
+def test_tracing_datasource_reads_the_backend_the_example_service_exports_to() -> None:
+    """Grafana reads traces from the compose service ``courses`` sends its spans to."""
+    (tracing,) = [ds for ds in DATASOURCES.values() if ds["type"] in TRACING_TYPES]
+    endpoint = compose()["services"]["courses"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert urlsplit(tracing["url"]).hostname == urlsplit(endpoint).hostname
+
+
+def test_dashboards_have_latency_histogram_targets() -> None:
+    """The overview queries the latency histogram's buckets, where exemplars live."""
+    assert LATENCY_TARGETS
+
+
+@pytest.mark.parametrize("label", sorted(LATENCY_TARGETS))
+def test_latency_target_shows_exemplars(label: str) -> None:
+    """A query of the latency histogram asks Grafana to draw its exemplars."""
+    assert LATENCY_TARGETS[label].get("exemplar") is True
 
 
 def test_overview_has_the_promised_panels() -> None:
