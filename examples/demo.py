@@ -9,6 +9,12 @@
 
 and sends a mix of requests: list and item routes, 404s, slow calls, a flaky route with 5xx,
 enrolments that move the active-user count. Everything stops at the end or on Ctrl-C.
+
+The traffic is traced: each request carries a W3C ``traceparent`` (as from a gateway in front),
+the services continue it in a SERVER span, and every latency bucket on their OpenMetrics
+``/metrics`` and the collector's links to its latest trace. With ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set, the services export their spans there over OTLP; otherwise each writes them, as JSON, to
+a file the demo names at start.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import httpx
 
@@ -60,8 +68,12 @@ async def generate_traffic(
     async with httpx.AsyncClient(timeout=5.0) as client:
 
         async def one(base_url: str, method: str, path: str) -> None:
+            # A sampled trace per request, as a gateway in front of the service would start.
+            traceparent = f"00-{rng.getrandbits(128) or 1:032x}-{rng.getrandbits(64) or 1:016x}-01"
             try:
-                response = await client.request(method, base_url + path)
+                response = await client.request(
+                    method, base_url + path, headers={"traceparent": traceparent}
+                )
                 results[(base_url, response.status_code)] += 1
             except httpx.HTTPError:
                 results[(base_url, 0)] += 1
@@ -77,9 +89,23 @@ async def generate_traffic(
     return results
 
 
-def start(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start a process in its own session, so it can be stopped with everything it spawned."""
-    return subprocess.Popen(list(argv), env=dict(env), start_new_session=True)
+def start(
+    argv: Sequence[str], env: Mapping[str, str], stdout: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session, so it can be stopped with everything it spawned;
+    its standard output goes to ``stdout`` when given."""
+    if stdout is None:
+        return subprocess.Popen(list(argv), env=dict(env), start_new_session=True)
+    with stdout.open("wb") as output:
+        return subprocess.Popen(list(argv), env=dict(env), stdout=output, start_new_session=True)
+
+
+def tracing_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Tracing for the demo services: the caller's OTLP endpoint if set, else the console."""
+    if environ.get("OTEL_TRACES_EXPORTER"):
+        return {}
+    exporter = "otlp" if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "console"
+    return {"OTEL_TRACES_EXPORTER": exporter}
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -134,9 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     collector_env = {**env, "OTELKIT_HEALTH_TTL_SECONDS": "15"}
     service_env = {
         **env,
+        **tracing_env(env),
         "OTELKIT_COLLECTOR_URL": collector_url,
         "OTELKIT_HEARTBEAT_SECONDS": "5",
     }
+    spans_dir = Path(tempfile.mkdtemp(prefix="otelkit-demo-"))
+    to_console = service_env["OTEL_TRACES_EXPORTER"] == "console"
     processes = [
         start(
             [sys.executable, "-m", "otelkit_collector", "--port", str(args.collector_port)],
@@ -148,10 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         courses_url = f"http://127.0.0.1:{args.service_port}"
         billing_url = f"http://127.0.0.1:{args.service_port + 1}"
         courses = start(
-            service_argv(args.service_port), {**service_env, "OTEL_SERVICE_NAME": "courses"}
+            service_argv(args.service_port),
+            {**service_env, "OTEL_SERVICE_NAME": "courses"},
+            spans_dir / "courses-spans.json" if to_console else None,
         )
         billing = start(
-            service_argv(args.service_port + 1), {**service_env, "OTEL_SERVICE_NAME": "billing"}
+            service_argv(args.service_port + 1),
+            {**service_env, "OTEL_SERVICE_NAME": "billing"},
+            spans_dir / "billing-spans.json" if to_console else None,
         )
         processes += [courses, billing]
         wait_ready(courses_url + "/healthz")
@@ -161,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.duration:.0f} s of traffic at {args.rate:.0f}/s; billing dies at "
             f"{kill_after:.0f} s"
         )
+        if to_console:
+            print(f"spans (JSON) in {spans_dir}; exemplars: curl -H 'Accept: "
+                  f"application/openmetrics-text' {courses_url}/metrics")  # fmt: skip
 
         async def run() -> collections.Counter[tuple[str, int]]:
             traffic = asyncio.create_task(
