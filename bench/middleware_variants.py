@@ -30,6 +30,8 @@ ROUTES: dict[str, tuple[str, str, bytes]] = {
 VARIANTS: dict[str, str] = {
     "bare": "FastAPI app, no instrumentation",
     "otelkit": "otelkit.instrument(registry=fresh, exporters='prometheus', no push/heartbeat)",
+    "otelkit+spans": "the same with tracer_provider=SDK TracerProvider and no span exporter: a "
+    "SERVER span per request, every request sampled, exemplars on the histogram",
     "prometheus-fastapi-instrumentator": "Instrumentator(should_group_status_codes=False, "
     "registry=fresh).instrument(app): its default metric set (requests_total{handler,method,"
     "status}, request/response sizes, two duration histograms), route templates on, status "
@@ -147,18 +149,25 @@ def instrument(variant: str, app: Any) -> Callable[[], str]:
 
     if variant == "bare":
         return lambda: "-"
-    if variant == "otelkit":
+    if variant in ("otelkit", "otelkit+spans"):
         import otelkit
 
         registry = CollectorRegistry()
+        traced = variant.endswith("+spans")
+        if traced:
+            from opentelemetry.sdk.trace import TracerProvider
+
+            tracing = {"tracer_provider": TracerProvider()}
         otelkit.instrument(
             app,
             registry=registry,
             exporters="prometheus",
             heartbeat_interval=None,
             collector_url=None,
+            **(tracing if traced else {}),
         )
-        return prometheus_check(registry, 'route="/api/courses/{course_id}"')
+        check = prometheus_check(registry, 'route="/api/courses/{course_id}"')
+        return _with_exemplar_check(variant, registry, check) if traced else check
     if variant == "prometheus-fastapi-instrumentator":
         from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -225,6 +234,22 @@ def instrument(variant: str, app: Any) -> Callable[[], str]:
         app.add_middleware(FloorMiddleware, record=record_native)
         return prometheus_check(registry, 'route="/api/courses/{course_id}"')
     raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+
+
+def _with_exemplar_check(
+    variant: str, registry: Any, check: Callable[[], str]
+) -> Callable[[], str]:
+    """``check``, and that the OpenMetrics exposition links a latency bucket to a trace."""
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    def checked() -> str:
+        evidence = check()
+        text = generate_latest(registry).decode()
+        if '# {span_id="' not in text:
+            raise RuntimeError(f"{variant}: no exemplar on the OpenMetrics exposition")
+        return evidence + " + exemplars"
+
+    return checked
 
 
 def _otel_check(variant: str, reader: Any) -> str:

@@ -19,10 +19,12 @@ from tests.e2e.servers import (
     LOOPBACK,
     REPO_ROOT,
     clean_env,
+    poll,
     require_binary,
     running_collector,
     start_listening,
 )
+from tests.otlp_receiver import running_otlp_receiver
 
 README = REPO_ROOT / "README.md"
 FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
@@ -111,6 +113,15 @@ def test_curl_examples_answer_as_documented(tmp_path: Path) -> None:
             message = re.search(r'"message":"([^"]*)"', comment)
             if message is not None:
                 assert json.loads(body)["message"] == message.group(1)
+        # A report sent with trace ids is the latest exemplar of its bucket.
+        sent = {m for command, _ in curls for m in re.findall(r'"trace_id": "(\w+)"', command)}
+        assert sent
+        openmetrics = httpx.get(
+            collector.url + "/metrics", headers={"accept": "application/openmetrics-text"}
+        ).text
+        assert {f'trace_id="{trace_id}"' for trace_id in sent} <= set(
+            re.findall(r'trace_id="\w+"', openmetrics)
+        )
 
 
 def test_exposition_sample_is_what_the_seed_curls_produce(tmp_path: Path) -> None:
@@ -200,20 +211,28 @@ SERVICE_COMMANDS = [
 
 
 @pytest.mark.parametrize(
-    "command", SERVICE_COMMANDS, ids=["push", "otlp", "zero-code"][: len(SERVICE_COMMANDS)]
+    "command",
+    SERVICE_COMMANDS,
+    ids=["push", "otlp", "zero-code", "tracing"][: len(SERVICE_COMMANDS)],
 )
 def test_service_commands_start_and_record(tmp_path: Path, command: str) -> None:
-    """Each README command that starts a service serves it, and its requests are recorded."""
-    assert len(SERVICE_COMMANDS) == 3
+    """Each README command that starts a service serves it, and its requests are recorded
+    (and traced, where the command turns tracing on)."""
+    assert len(SERVICE_COMMANDS) == 4
     words = shlex.split(command)
     env = {}
     while "=" in words[0]:
         name, _, value = words.pop(0).partition("=")
         env[name] = value
+    traced = "OTEL_TRACES_EXPORTER" in env
     with contextlib.ExitStack() as stack:
         if "OTELKIT_COLLECTOR_URL" in env:
             collector = stack.enter_context(running_collector(tmp_path))
             env["OTELKIT_COLLECTOR_URL"] = collector.url
+        if traced:
+            receiver = stack.enter_context(running_otlp_receiver())
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+            env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
 
         def argv(port: int) -> list[str]:
             replaced = list(words)
@@ -232,6 +251,21 @@ def test_service_commands_start_and_record(tmp_path: Path, command: str) -> None
             else:
                 template = "/items/{item_id}" if "plain" in command else "/api/courses/{course_id}"
                 assert f'route="{template}"' in metrics.text
+            if traced:
+                openmetrics = httpx.get(
+                    server.url + "/metrics",
+                    headers={"accept": "application/openmetrics-text"},
+                    timeout=5,
+                ).text
+                assert '# {span_id="' in openmetrics
+                poll(
+                    lambda: (
+                        any(s.name == "GET /api/courses/{course_id}" for s in receiver.spans())
+                        or None
+                    ),
+                    timeout=15,
+                    what="the request's span at the OTLP receiver",
+                )
         finally:
             server.stop()
         if "OTELKIT_COLLECTOR_URL" in env:
@@ -251,14 +285,21 @@ PYTHON_EXPECTATIONS = [
     ),
     ([], []),
     ([], ['service_health_status{service="courses"} 1.0']),
+    (["/api/courses/1"], ['route="/api/courses/{course_id}"']),
 ]
+LOG_WITH_TRACE = re.compile(
+    r"WARNING \[trace_id=(?!0{32})[0-9a-f]{32} span_id=(?!0{16})[0-9a-f]{16}\] course 1 requested"
+)
 
 
 @pytest.mark.parametrize(
-    "index", range(len(PYTHON_EXPECTATIONS)), ids=["instrument", "middleware", "health-check"]
+    "index",
+    range(len(PYTHON_EXPECTATIONS)),
+    ids=["instrument", "middleware", "health-check", "log-correlation"],
 )
 def test_python_examples_run(tmp_path: Path, index: int) -> None:
-    """Each Python block runs as written in a fresh interpreter and records what it says."""
+    """Each Python block runs as written in a fresh interpreter and records what it says; the
+    traced one exports the request's span and logs with its ids."""
     code = blocks("python")
     assert len(code) == len(PYTHON_EXPECTATIONS)
     paths, expected = PYTHON_EXPECTATIONS[index]
@@ -290,13 +331,17 @@ def test_python_examples_run(tmp_path: Path, index: int) -> None:
             """
         )
     )
-    completed = subprocess.run(
-        [sys.executable, str(harness)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        env=clean_env(),
-    )
+    with running_otlp_receiver() as receiver:
+        completed = subprocess.run(
+            [sys.executable, str(harness)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
+            env=clean_env({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}),
+        )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert completed.stdout.strip().endswith("ok")
+    if "tracing=True" in code[index]:
+        assert LOG_WITH_TRACE.search(completed.stderr), completed.stderr
+        assert any(span.name == "GET /api/courses/{course_id}" for span in receiver.spans())
