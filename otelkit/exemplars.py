@@ -34,7 +34,13 @@ DEFAULT_MAX_SERIES = 10_000
 Each costs one exemplar per bucket (15 for the catalogue's histogram), however much traffic."""
 
 SeriesLabels = tuple[tuple[str, str], ...]
-"""A series' labels (``le`` excluded), sorted by name."""
+"""A series' labels, sorted by name, without ``le`` and without empty values."""
+
+
+def _series_labels(labels: Iterable[tuple[str, str]]) -> SeriesLabels:
+    # An empty label value is an absent label to Prometheus, and the exporter pads every
+    # series of a family with "" for the labels it lacks: both name the same series.
+    return tuple(sorted((k, v) for k, v in labels if v and k != "le"))
 
 
 def trace_id_hex(trace_id: int) -> str:
@@ -97,7 +103,7 @@ class ExemplarStore:
         exemplar = Exemplar(exemplar_labels, value, timestamp)
         # A bucket counts the values up to and including its bound, as the SDK's does.
         index = bisect_left(boundaries, value)
-        key = (family, tuple(sorted(labels.items())))
+        key = (family, _series_labels(labels.items()))
         with self._lock:
             entry = self._series.get(key)
             if entry is None:
@@ -143,7 +149,7 @@ class ExemplarStore:
     def forget(self, family: str, labels: Mapping[str, str]) -> None:
         """Drop a series' exemplars (it is no longer exposed)."""
         with self._lock:
-            self._series.pop((family, tuple(sorted(labels.items()))), None)
+            self._series.pop((family, _series_labels(labels.items())), None)
 
     def attach(self, families: Iterable[Metric]) -> Iterator[Metric]:
         """``families``, each histogram bucket carrying its latest exemplar (copies, when
@@ -161,7 +167,7 @@ class ExemplarStore:
         with self._lock:
             for sample in family.samples:
                 if sample.name.endswith("_bucket") and sample.exemplar is None:
-                    labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+                    labels = _series_labels(sample.labels.items())
                     if labels != entry_labels:
                         entry_labels = labels
                         entry = self._series.get((family.name, labels))

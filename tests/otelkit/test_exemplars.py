@@ -113,3 +113,23 @@ def test_reader_shutdown_removes_its_families_from_the_registry() -> None:
     assert "latency_seconds_bucket" in generate_latest(registry).decode()
     provider.shutdown()
     assert "latency_seconds" not in generate_latest(registry).decode()
+
+
+def test_a_series_padded_with_empty_labels_keeps_its_exemplar() -> None:
+    """A series recorded without a label its family pads with "" is the same series."""
+    store = ExemplarStore()
+    store.offer(FAMILY, {"route": "/a"}, BOUNDS, 0.05, trace_id=TRACE, span_id=SPAN,
+                timestamp=1.0)  # fmt: skip
+    registry = CollectorRegistry()
+    histogram = Histogram("latency", "Latency.", ["route", "service"], unit="seconds",
+                          buckets=BOUNDS, registry=registry)  # fmt: skip
+    histogram.labels(route="/a", service="").observe(0.05)
+    histogram.labels(route="/a", service="billing").observe(0.05)
+    text = generate_latest(ExemplarCollector(registry, store)).decode()  # type: ignore[arg-type]
+    linked = [
+        sample.labels["service"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.exemplar is not None
+    ]
+    assert linked == [""]
