@@ -4,6 +4,9 @@ A real collector process (validation, caps and bearer auth on) and a real
 ``prometheus-pushgateway`` take the same ``wrk`` load (same threads, connections and
 duration) from a separate process, rounds interleaved. Reports requests/s, reports/s,
 server CPU and RSS, and checks the collector counted exactly what wrk saw acknowledged.
+The batches are sent twice: as a service without tracing sends them, and with a
+``trace_id`` and ``span_id`` on every report (each becomes its bucket's exemplar), as a
+traced service's push client sends them.
 
     python -m bench.push_ingest [--quick]
 """
@@ -52,6 +55,10 @@ ROUTES = tuple(f"/api/resource{index:02d}/{{id}}" for index in range(20))
 STATUSES = (200, 404, 500)
 SERVICE = "bench-svc"
 SINGLE_TARGET_RATIO = 2.5
+SINGLE = "collector single"
+BATCH = f"collector batch x{BATCH_SIZE}"
+BATCH_WITH_IDS = f"collector batch x{BATCH_SIZE} with trace ids"
+GATEWAY = "pushgateway one-sample push"
 BATCH_TARGET_REPORTS = 200_000.0
 SETTLE_SECONDS = 0.5
 """Wait after wrk exits: requests it abandoned mid-flight may still be finishing server-side."""
@@ -97,8 +104,22 @@ def http_reports(count: int, offset: int = 0) -> list[dict[str, Any]]:
     ]
 
 
+def random_id(digits: int) -> str:
+    """A random W3C trace-context id: ``digits`` lowercase hex digits, not all zeros."""
+    while True:
+        value = secrets.token_hex(digits // 2)
+        if int(value, 16):
+            return value
+
+
+def with_ids(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``reports``, each with a random ``trace_id`` and ``span_id`` of its own."""
+    return [{**report, "trace_id": random_id(32), "span_id": random_id(16)} for report in reports]
+
+
 def scenarios(token: str) -> list[Scenario]:
-    """Single reports and batches to the collector; one-sample pushes to Pushgateway."""
+    """Single reports and batches (with and without trace ids) to the collector; one-sample
+    pushes to Pushgateway. Every body is built here, before any load starts."""
     auth = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     single = [
         ("/api/metrics/http", json.dumps(report, separators=(",", ":")))
@@ -111,15 +132,26 @@ def scenarios(token: str) -> list[Scenario]:
         )
         for k in range(10)
     ]
+    batch_with_ids = [
+        (
+            "/api/metrics/http/batch",
+            json.dumps(
+                {"reports": with_ids(http_reports(BATCH_SIZE, offset=7 * k))},
+                separators=(",", ":"),
+            ),
+        )
+        for k in range(10)
+    ]
     pushes = [
         (f"/metrics/job/bench/instance/i{k % 60:02d}", f"bench_metric {0.002 + k * 0.0031:.4f}\n")
         for k in range(240)
     ]
     return [
-        Scenario("collector single", "collector", single, auth, 1),
-        Scenario(f"collector batch x{BATCH_SIZE}", "collector", batch, auth, BATCH_SIZE),
+        Scenario(SINGLE, "collector", single, auth, 1),
+        Scenario(BATCH, "collector", batch, auth, BATCH_SIZE),
+        Scenario(BATCH_WITH_IDS, "collector", batch_with_ids, auth, BATCH_SIZE),
         Scenario(
-            "pushgateway one-sample push",
+            GATEWAY,
             "pushgateway",
             pushes,
             {"Content-Type": "text/plain; version=0.0.4"},
@@ -397,14 +429,25 @@ def report(
         "refused_reports": refused,
     }
 
-    single = results[all_scenarios[0].name]
-    batch = results[all_scenarios[1].name]
-    gateway = results[all_scenarios[2].name]
+    single = results[SINGLE]
+    batch = results[BATCH]
+    gateway = results[GATEWAY]
     ratios = [
         mine["requests_per_s"] / theirs["requests_per_s"]
         for mine, theirs in zip(single, gateway, strict=True)
     ]
     figures["single_over_pushgateway"] = round(median(ratios), 3)
+    with_ids_ratio = median(
+        [
+            traced["reports_per_s"] / plain["reports_per_s"]
+            for traced, plain in zip(results[BATCH_WITH_IDS], batch, strict=True)
+        ]
+    )
+    figures["batch_with_ids_over_batch"] = round(with_ids_ratio, 3)
+    print(
+        f"batch ingest with trace ids on every report: {with_ids_ratio:.2f}x the reports/s "
+        "of the same batches without (median of the per-round ratios)"
+    )
     total_non_2xx = sum(
         run["non_2xx"] + run["socket_errors"] for runs in results.values() for run in runs
     )

@@ -163,19 +163,26 @@ class ExemplarStore:
     def _with_exemplars(self, family: Metric) -> Metric:
         samples = []
         entry: tuple[tuple[float, ...], list[Exemplar | None]] | None = None
-        entry_labels: SeriesLabels | None = None
+        in_buckets = False
         with self._lock:
             for sample in family.samples:
-                if sample.name.endswith("_bucket") and sample.exemplar is None:
-                    labels = _series_labels(sample.labels.items())
-                    if labels != entry_labels:
-                        entry_labels = labels
-                        entry = self._series.get((family.name, labels))
-                    if entry is not None:
-                        exemplar = entry[1][bisect_left(entry[0], float(sample.labels["le"]))]
-                        if exemplar is not None:
-                            sample = sample._replace(exemplar=exemplar)
+                if not sample.name.endswith("_bucket"):
+                    in_buckets = False
+                    samples.append(sample)
+                    continue
+                if not in_buckets:
+                    # A series' buckets come together, up to +Inf: its labels are read once.
+                    in_buckets = True
+                    key = (family.name, _series_labels(sample.labels.items()))
+                    entry = self._series.get(key)
+                le = sample.labels["le"]
+                if entry is not None and sample.exemplar is None:
+                    exemplar = entry[1][bisect_left(entry[0], float(le))]
+                    if exemplar is not None:
+                        sample = sample._replace(exemplar=exemplar)
                 samples.append(sample)
+                if le == "+Inf":  # a series' last bucket
+                    in_buckets = False
         decorated = copy.copy(family)
         decorated.samples = samples
         return decorated

@@ -7,7 +7,7 @@ rules for label values, numeric ranges, finite floats only, closed sets.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -115,20 +115,38 @@ def _hex_id(digits: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+_ALL_ZEROS: Final = {"pattern": "^0+$"}
+
 TraceId = Annotated[
     str,
     Field(
-        strict=True, min_length=32, max_length=32, json_schema_extra={"pattern": TRACE_ID_PATTERN}
+        strict=True,
+        min_length=32,
+        max_length=32,
+        json_schema_extra={"pattern": TRACE_ID_PATTERN, "not": _ALL_ZEROS},
     ),
     _hex_id(32),
 ]
 SpanId = Annotated[
     str,
     Field(
-        strict=True, min_length=16, max_length=16, json_schema_extra={"pattern": SPAN_ID_PATTERN}
+        strict=True,
+        min_length=16,
+        max_length=16,
+        json_schema_extra={"pattern": SPAN_ID_PATTERN, "not": _ALL_ZEROS},
     ),
     _hex_id(16),
 ]
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Document an optional id as "a string, or left out": null is refused, so the schema
+    offers the string branch only, and no null default."""
+    branches = schema.pop("anyOf", None)
+    if branches is not None:
+        (string,) = [branch for branch in branches if branch.get("type") != "null"]
+        schema.update(string)
+    schema.pop("default", None)
 
 
 class _Report(BaseModel):
@@ -137,6 +155,12 @@ class _Report(BaseModel):
 
 class HttpReport(_Report):
     """One finished HTTP request, as observed by a service."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"dependentRequired": {"span_id": ["trace_id"]}},
+    )
 
     method: Method = Field(description="HTTP method; non-standard methods are recorded as _OTHER")
     route: Route = Field(description="Route template, e.g. /api/courses/{course_id}")
@@ -149,10 +173,12 @@ class HttpReport(_Report):
         default=None,
         description="Trace the request belongs to (32 lowercase hex, not all zeros): the "
         "bucket's exemplar on OpenMetrics /metrics links to it. Leave it out rather than null.",
+        json_schema_extra=_absent_not_null,
     )
     span_id: SpanId | None = Field(
         default=None,
         description="The request's span (16 lowercase hex, not all zeros); needs trace_id",
+        json_schema_extra=_absent_not_null,
     )
 
     @field_validator("trace_id", "span_id", mode="before")

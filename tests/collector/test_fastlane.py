@@ -26,6 +26,15 @@ pytestmark = pytest.mark.anyio
 
 REPORT = {"method": "GET", "route": "/api/courses", "status": 200, "duration": 0.045}
 BATCH = {"reports": [REPORT, {**REPORT, "status": 503, "service": "courses"}]}
+IDS = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}
+TRACED_BATCH = {
+    "reports": [
+        {**REPORT, **IDS},
+        {**REPORT, "duration": 0.046},
+        {**REPORT, "status": 503, "service": "courses", "trace_id": "f" * 32},
+    ]
+}
+OPENMETRICS = {"accept": "application/openmetrics-text; version=1.0.0"}
 # FastAPI parses ``application/*+json`` as JSON; the lane leaves it to the full route, which
 # makes it a way to ask the full route for the answer the lane must reproduce.
 FULL_ROUTE = {"content-type": "application/vnd.otelkit+json"}
@@ -76,8 +85,13 @@ def count_of(registry: CollectorRegistry) -> float:
 
 @pytest.mark.parametrize(
     ("path", "body", "reports"),
-    [("/api/metrics/http", REPORT, 1), ("/api/metrics/http/batch", BATCH, 2)],
-    ids=["single", "batch"],
+    [
+        ("/api/metrics/http", REPORT, 1),
+        ("/api/metrics/http/batch", BATCH, 2),
+        ("/api/metrics/http", {**REPORT, **IDS}, 1),
+        ("/api/metrics/http/batch", TRACED_BATCH, 3),
+    ],
+    ids=["single", "batch", "single-with-ids", "batch-with-ids"],
 )
 async def test_valid_reports_are_recorded_without_the_full_route(
     path: str, body: dict[str, Any], reports: int
@@ -101,6 +115,8 @@ async def test_valid_reports_are_recorded_without_the_full_route(
         ("/api/metrics/http", b'{"route": "\\ud800"}', {}),
         ("/api/metrics/http", b"[" * 100_000, {}),
         ("/api/metrics/http/batch", json.dumps({"reports": [REPORT, {}]}).encode(), {}),
+        ("/api/metrics/http", json.dumps({**REPORT, "trace_id": "0" * 32}).encode(), {}),
+        ("/api/metrics/http", json.dumps({**REPORT, "span_id": IDS["span_id"]}).encode(), {}),
         ("/api/metrics/http", json.dumps(REPORT).encode(), {"content-type": "text/plain"}),
         ("/api/metrics/http", json.dumps(REPORT).encode(), FULL_ROUTE),
         ("/api/metrics/users", json.dumps({"count": 3}).encode(), {}),
@@ -112,6 +128,8 @@ async def test_valid_reports_are_recorded_without_the_full_route(
         "lone-surrogate",
         "too-deep",
         "one-bad-report-in-batch",
+        "all-zeros-trace-id",
+        "span-id-without-trace-id",
         "not-json-content-type",
         "json-suffix-content-type",
         "other-endpoint",
@@ -158,6 +176,14 @@ def test_json_content_types_the_lane_takes(value: bytes | None, taken: bool) -> 
         ("/api/metrics/http/batch", {"reports": [{**REPORT, "service": None}, REPORT]}),
         ("/api/metrics/http", {**REPORT, "duration": 1}),
         ("/api/metrics/http/batch", {"reports": [{**REPORT, "duration": 0}, REPORT]}),
+        ("/api/metrics/http", {**REPORT, **IDS}),
+        ("/api/metrics/http", {**REPORT, "service": "courses", "trace_id": IDS["trace_id"]}),
+        ("/api/metrics/http/batch", TRACED_BATCH),
+        ("/api/metrics/http/batch", {"reports": [{**REPORT, **IDS}, {**REPORT, "trace_id": None}]}),
+        (
+            "/api/metrics/http/batch",
+            {"reports": [{**REPORT, **IDS, "duration": d} for d in (0.01, 0.02, 0.03)]},
+        ),
         # Floats added in another order can sum to another float: 1e-16 + 1.0 + 1e-16 is 1.0,
         # 1e-16 + 1e-16 + 1.0 is not. Each body's reports share one series as validated.
         (
@@ -191,6 +217,11 @@ def test_json_content_types_the_lane_takes(value: bytes | None, taken: bool) -> 
         "service-null-and-absent",
         "int-duration",
         "int-duration-in-batch",
+        "single-with-ids",
+        "trace-id-and-service",
+        "batch-with-ids",
+        "null-trace-id-in-batch",
+        "latest-exemplar-in-batch",
         "get-GET-get-sum-order",
         "absent-null-absent-service-sum-order",
     ],
@@ -198,7 +229,8 @@ def test_json_content_types_the_lane_takes(value: bytes | None, taken: bool) -> 
 async def test_answers_and_state_match_the_full_route(
     make_app: AppFactory, path: str, body: dict[str, Any]
 ) -> None:
-    """Through the lane and through FastAPI: same status, headers, body, state, self-metrics."""
+    """Through the lane and through FastAPI: same status, headers, body, state, exemplars and
+    self-metrics."""
     data = json.dumps(body).encode()
     through_lane = await answers_and_state(make_app, path, data, LANE)
     through_route = await answers_and_state(make_app, path, data, FULL_ROUTE)
@@ -213,6 +245,7 @@ async def answers_and_state(
     async with open_client(make_app()) as http:
         response = await http.post(path, content=body, headers=headers)
         snapshot = await CollectorProbe(http).snapshot()
+        openmetrics = await http.get("/metrics", headers=OPENMETRICS)
     return (
         response.status_code,
         response.headers["content-type"],
@@ -220,6 +253,7 @@ async def answers_and_state(
         snapshot.series,
         snapshot.view,
         snapshot.reports,
+        openmetrics.text,
     )
 
 

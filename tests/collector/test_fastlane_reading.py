@@ -3,14 +3,16 @@
 :class:`~otelkit_collector.fastlane.ValidReports` parses with pydantic's JSON parser and checks each
 report itself, asking :class:`~otelkit.reports.HttpReport` only about label sets it has not
 seen. Here its answer is compared with the full route's: ``json.loads`` then the models,
-grouped by the validated labels. Refusing a body the models accept is allowed (the body just
-takes the full route), taking one they refuse or grouping it differently is not.
+grouped by the validated labels, with the reports that carry trace ids in report order.
+Refusing a body the models accept is allowed (the body just takes the full route), taking one
+they refuse, or grouping or tracing it differently, is not.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,8 +28,8 @@ from otelkit.reports import (
     HttpReport,
     HttpReportBatch,
 )
-from otelkit_collector.fastlane import ValidReports
-from otelkit_collector.recorder import ReportLabels
+from otelkit_collector.fastlane import Reading, ValidReports
+from otelkit_collector.recorder import ReportLabels, TracedReport
 
 Grouped = dict[ReportLabels, list[float]]
 
@@ -35,8 +37,9 @@ SHARED_READER: Final = ValidReports()
 """Lives across examples, so label sets remembered by one body meet every later body."""
 
 
-def by_models(body: bytes, *, batch: bool) -> Grouped | None:
-    """What the full route records: ``json.loads``, the models, grouped in report order."""
+def by_models(body: bytes, *, batch: bool) -> Reading | None:
+    """What the full route records: ``json.loads``, the models, grouped in report order, and
+    the reports with a trace id."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -49,10 +52,13 @@ def by_models(body: bytes, *, batch: bool) -> Grouped | None:
     except ValidationError:
         return None
     grouped: Grouped = {}
+    traced: list[TracedReport] = []
     for report in reports:
         labels = (report.service, report.method, report.route, report.status)
         grouped.setdefault(labels, []).append(report.duration)
-    return grouped
+        if report.trace_id is not None:
+            traced.append((labels, report.duration, report.trace_id, report.span_id))
+    return Reading(grouped, traced)
 
 
 def exact(values: list[float]) -> list[str]:
@@ -65,6 +71,16 @@ def assert_same_groups(read: Grouped, models: Grouped) -> None:
     assert list(read) == list(models)
     for labels, values in models.items():
         assert Counter(exact(read[labels])) == Counter(exact(values)), labels
+
+
+def exact_traced(traced: Sequence[TracedReport]) -> list[tuple[object, ...]]:
+    """Traced reports with their durations as :func:`exact` text."""
+    return [(labels, repr(duration), *ids) for labels, duration, *ids in traced]
+
+
+def durations_of(reading: Reading | None) -> Grouped | None:
+    """A reading's durations (``None`` when the body was refused)."""
+    return None if reading is None else reading.durations
 
 
 # --- Generated bodies -------------------------------------------------------------------------
@@ -153,6 +169,38 @@ def methods(draw: st.DrawFn, *, only_plain: bool = False) -> Text:
     return Text(draw(st.sampled_from(NOT_STRINGS)), plain=False)
 
 
+def bad_ids(digits: int) -> tuple[str, ...]:
+    """Text that is no valid id of ``digits`` hex digits, each for one reason."""
+    valid = ("0123456789abcdef" * 2)[:digits]
+    return (
+        "0" * digits,
+        valid[:-1],
+        valid + "a",
+        valid.upper(),
+        "g" + valid[1:],
+        " " + valid[1:],
+        valid[1:] + " ",
+        "\uff10" + valid[1:],  # fullwidth digit zero
+        "\u0663" + valid[1:],  # arabic-indic digit three
+        valid[:-1] + "\n",
+        "",
+    )
+
+
+@st.composite
+def hex_ids(draw: st.DrawFn, *, digits: int, only_plain: bool = False) -> Text:
+    """A ``trace_id`` (32) or ``span_id`` (16) value: a valid id, a bad one or no string."""
+    kinds = ("valid",) if only_plain else ("valid", "valid", "bad", "not-string")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "valid":
+        value = format(draw(st.integers(min_value=1, max_value=16**digits - 1)), f"0{digits}x")
+        return Text(quoted(value), plain=True)
+    if kind == "bad":
+        value = draw(st.sampled_from(bad_ids(digits)))
+        return Text(quoted(value, ascii_only=draw(st.booleans())), plain=False)
+    return Text(draw(st.sampled_from(NOT_STRINGS)), plain=False)
+
+
 STATUS_CODES: Final = st.one_of(
     st.sampled_from((200, 201, 404, 503)), st.integers(min_value=100, max_value=599)
 )
@@ -237,6 +285,8 @@ FIELD_VALUES: Final[dict[bool, dict[str, st.SearchStrategy[Text]]]] = {
         "status": statuses(only_plain=only_plain),
         "duration": durations(only_plain=only_plain),
         "service": labels(max_length=MAX_SERVICE_LENGTH, only_plain=only_plain),
+        "trace_id": hex_ids(digits=32, only_plain=only_plain),
+        "span_id": hex_ids(digits=16, only_plain=only_plain),
     }
     for only_plain in (False, True)
 }
@@ -246,13 +296,16 @@ FIELD_VALUES: Final[dict[bool, dict[str, st.SearchStrategy[Text]]]] = {
 SERVICES: Final = {only_plain: services(only_plain=only_plain) for only_plain in (False, True)}
 
 
-REPORT_KEYS: Final = ("method", "route", "status", "duration", "service")
+REPORT_KEYS: Final = ("method", "route", "status", "duration", "service", "trace_id", "span_id")
 
 
 def plain_report(draw: st.DrawFn) -> dict[str, Text | None]:
-    """A plain report's values by key (``None`` for no service key)."""
+    """A plain report's values by key (``None`` for no such key): half of them traced."""
     report: dict[str, Text | None] = {key: draw(FIELD_VALUES[True][key]) for key in REPORT_KEYS[:4]}
     report["service"] = draw(SERVICES[True])
+    ids = draw(st.sampled_from(("none", "none", "trace", "both")))
+    report["trace_id"] = draw(FIELD_VALUES[True]["trace_id"]) if ids != "none" else None
+    report["span_id"] = draw(FIELD_VALUES[True]["span_id"]) if ids == "both" else None
     return report
 
 
@@ -266,7 +319,10 @@ def write_report(draw: st.DrawFn, report: dict[str, Text | None], *, mutate: boo
     """The report as JSON text, keys maybe reordered and, if ``mutate``, one key dropped,
     added or duplicated."""
     fields = [(key, text) for key, text in report.items() if text is not None]
-    plain = all(text.plain for _key, text in fields)
+    # A span_id needs a trace_id (a value replaced in may have added one without the other).
+    plain = all(text.plain for _key, text in fields) and (
+        report.get("span_id") is None or report.get("trace_id") is not None
+    )
     if draw(st.booleans()):
         fields = draw(st.permutations(fields))
     mutations = ("none", "none", "none", "drop", "extra", "duplicate")
@@ -387,10 +443,13 @@ def test_what_the_reader_takes_the_models_take_the_same_way(body: Body) -> None:
     read = ValidReports().read(body.data, batch=body.batch)
     models = by_models(body.data, batch=body.batch)
     event("taken" if read is not None else "valid, refused" if models else "invalid")
+    if models is not None:
+        event("traced" if models.traced else "untraced")
 
     if read is not None:
         assert models is not None, "the reader took a body the models refuse"
-        assert_same_groups(read, models)
+        assert_same_groups(read.durations, models.durations)
+        assert exact_traced(read.traced) == exact_traced(models.traced)
     if body.plain:
         assert models is not None, "the strategy's plain bodies must be valid"
         assert read is not None, "the reader refused a plainly valid body"
@@ -398,10 +457,11 @@ def test_what_the_reader_takes_the_models_take_the_same_way(body: Body) -> None:
     if read is None or remembered is None:
         assert read is remembered
     else:
-        assert list(remembered) == list(read)
-        assert {k: exact(v) for k, v in remembered.items()} == {
-            k: exact(v) for k, v in read.items()
+        assert list(remembered.durations) == list(read.durations)
+        assert {k: exact(v) for k, v in remembered.durations.items()} == {
+            k: exact(v) for k, v in read.durations.items()
         }
+        assert exact_traced(remembered.traced) == exact_traced(read.traced)
 
 
 # --- Explicit cases ----------------------------------------------------------------------------
@@ -457,8 +517,8 @@ def test_taken_bodies_are_grouped_as_the_models_group_them(
     body: bytes, batch: bool, expected: Grouped
 ) -> None:
     """The reader's groups are the models' groups, label for label and float for float."""
-    read = ValidReports().read(body, batch=batch)
-    models = by_models(body, batch=batch)
+    read = durations_of(ValidReports().read(body, batch=batch))
+    models = durations_of(by_models(body, batch=batch))
 
     assert read is not None
     assert models is not None
@@ -495,8 +555,8 @@ def test_one_label_set_spelled_two_ways_keeps_report_order(body: bytes) -> None:
     """Reports whose labels differ as sent but not as validated share one group, in order."""
     # The models' order is the one the histogram's sum is accumulated in: floats added in
     # another order can sum to another float (see test_fastlane's "sum-order" cases).
-    models = by_models(body, batch=True)
-    read = ValidReports().read(body, batch=True)
+    models = durations_of(by_models(body, batch=True))
+    read = durations_of(ValidReports().read(body, batch=True))
 
     assert models is not None
     assert read is not None
@@ -550,8 +610,8 @@ def test_remembered_labels_do_not_let_a_bad_report_through(later: dict[str, obje
     reader = ValidReports()
     for service in ({}, {"service": None}):
         first = json.dumps(report_text(**service)).encode()
-        assert reader.read(first, batch=False) == {(None, "GET", "/a", 200): [0.5]}
-        assert reader.read(first, batch=False) == {(None, "GET", "/a", 200): [0.5]}
+        assert durations_of(reader.read(first, batch=False)) == {(None, "GET", "/a", 200): [0.5]}
+        assert durations_of(reader.read(first, batch=False)) == {(None, "GET", "/a", 200): [0.5]}
 
     assert reader.read(json.dumps(later).encode(), batch=False) is None
     assert reader.read(batch_of(report_text(), later), batch=True) is None
@@ -569,8 +629,144 @@ def test_label_sets_past_the_lanes_memory_take_the_full_route(
     assert reader.read(batch_of(first, second), batch=True) is not None
     assert reader.read(batch_of(third), batch=True) is None
     assert reader.read(batch_of(first, third), batch=True) is None
-    assert reader.read(batch_of(second, first, second), batch=True) == {
+    assert durations_of(reader.read(batch_of(second, first, second), batch=True)) == {
         (None, "GET", "/r1", 200): [0.5, 0.5],
         (None, "GET", "/r0", 200): [0.5],
     }
     assert by_models(batch_of(third), batch=True) is not None
+
+
+# --- Trace ids ---------------------------------------------------------------------------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN_ID = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("body", "batch", "traced"),
+    [
+        pytest.param(
+            json.dumps(report_text(trace_id=TRACE_ID, span_id=SPAN_ID)).encode(),
+            False,
+            [((None, "GET", "/a", 200), 0.5, TRACE_ID, SPAN_ID)],
+            id="trace-and-span",
+        ),
+        pytest.param(
+            json.dumps(report_text(trace_id=TRACE_ID)).encode(),
+            False,
+            [((None, "GET", "/a", 200), 0.5, TRACE_ID, None)],
+            id="trace-alone",
+        ),
+        pytest.param(
+            json.dumps(report_text(service="s", trace_id=TRACE_ID, span_id=SPAN_ID)).encode(),
+            False,
+            [(("s", "GET", "/a", 200), 0.5, TRACE_ID, SPAN_ID)],
+            id="with-service",
+        ),
+        pytest.param(
+            json.dumps(report_text(service=None, trace_id=TRACE_ID)).encode(),
+            False,
+            [((None, "GET", "/a", 200), 0.5, TRACE_ID, None)],
+            id="null-service",
+        ),
+        pytest.param(
+            batch_of(
+                report_text(duration=0.1),
+                report_text(method="get", duration=0.2, trace_id=TRACE_ID),
+                report_text(duration=0.3),
+                report_text(duration=0.4, trace_id="f" * 32, span_id="e" * 16),
+            ),
+            True,
+            [
+                ((None, "GET", "/a", 200), 0.2, TRACE_ID, None),
+                ((None, "GET", "/a", 200), 0.4, "f" * 32, "e" * 16),
+            ],
+            id="batch-mixed",
+        ),
+        pytest.param(
+            b'{"method": "GET", "route": "/a", "status": 200, "duration": 0.5,'
+            b' "trace_id": "\\u0034bf92f3577b34da6a3ce929d0e0e4736"}',
+            False,
+            [((None, "GET", "/a", 200), 0.5, TRACE_ID, None)],
+            id="escaped-hex-digit",
+        ),
+    ],
+)
+def test_trace_ids_are_read_as_the_models_read_them(
+    body: bytes, batch: bool, traced: list[TracedReport]
+) -> None:
+    """Reports with valid ids are taken, with their ids and durations, in report order."""
+    read = ValidReports().read(body, batch=batch)
+    models = by_models(body, batch=batch)
+
+    assert read is not None
+    assert models is not None
+    assert exact_traced(models.traced) == exact_traced(traced)
+    assert exact_traced(read.traced) == exact_traced(traced)
+    assert {k: exact(v) for k, v in read.durations.items()} == {
+        k: exact(v) for k, v in models.durations.items()
+    }
+
+
+HOSTILE_IDS = [
+    *(
+        pytest.param({field: value}, id=f"{field}-{name}")
+        for field, digits in (("trace_id", 32), ("span_id", 16))
+        for name, value in (
+            ("too-short", "a" * (digits - 1)),
+            ("too-long", "a" * (digits + 1)),
+            ("upper-case", "A" * digits),
+            ("non-hex", "g" * digits),
+            ("space", " " + "a" * (digits - 1)),
+            ("fullwidth-digit", "\uff10" + "a" * (digits - 1)),
+            ("arabic-indic-digit", "\u0663" + "a" * (digits - 1)),
+            ("trailing-newline", "a" * (digits - 1) + "\n"),
+            ("all-zeros", "0" * digits),
+            ("number", 1),
+            ("null", None),
+            ("list", ["a" * digits]),
+            ("object", {"id": "a" * digits}),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize("ids", HOSTILE_IDS)
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_reports_with_bad_ids_are_left_to_the_full_route(
+    ids: dict[str, object], batch: bool
+) -> None:
+    """A bad id, or a span_id without a trace_id, is never taken, alone or in a batch."""
+    fields = {"trace_id": TRACE_ID, **ids} if "span_id" in ids else ids
+    report = report_text(**fields)
+    body = batch_of(report_text(), report) if batch else json.dumps(report).encode()
+
+    assert ValidReports().read(body, batch=batch) is None
+    assert by_models(body, batch=batch) is None
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_span_id_without_trace_id_is_left_to_the_full_route(batch: bool) -> None:
+    """A report with a span_id but no trace_id is never taken (the models refuse it)."""
+    report = report_text(span_id=SPAN_ID)
+    body = batch_of(report_text(), report) if batch else json.dumps(report).encode()
+
+    assert ValidReports().read(body, batch=batch) is None
+    assert by_models(body, batch=batch) is None
+
+
+def test_bodies_without_ids_are_read_by_the_untraced_reading_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body whose reports carry no ids never reaches the reading that allows ids."""
+
+    def fail(self: ValidReports, reports: list[object]) -> Reading | None:
+        raise AssertionError("read again, allowing ids")
+
+    monkeypatch.setattr(ValidReports, "_read_traced", fail)
+    body = batch_of(report_text(), report_text(service="s", duration=0.25))
+
+    read = ValidReports().read(body, batch=True)
+
+    assert read is not None
+    assert read.traced == ()

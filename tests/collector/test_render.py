@@ -22,11 +22,13 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from otelkit.reports import HttpReport
 from otelkit_collector import render
 from otelkit_collector.app import build_meter_provider
 from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.exposition import WithExemplars
 from otelkit_collector.recorder import Recorder
 from otelkit_collector.render import FastRenderer
 from otelkit_collector.settings import CollectorSettings
@@ -58,8 +60,15 @@ class Timestamped(Collector):
         return [gauge, gauge_histogram]
 
 
-def collector_registry() -> CollectorRegistry:
-    """The collector's own registry after reports with hostile label values."""
+def ids(index: int) -> dict[str, str]:
+    """Trace ids for the ``index``-th route's reports: none, a trace, or a trace and a span."""
+    trace = {"trace_id": f"{index + 1:032x}"}
+    return [{}, trace, {**trace, "span_id": f"{index + 1:016x}"}][index % 3]
+
+
+def recorded_registry(*, traced: bool) -> tuple[CollectorRegistry, Recorder]:
+    """The collector's own registry after reports with hostile label values (with trace ids on
+    most of them, when ``traced``), and its recorder."""
     registry = CollectorRegistry()
     recorder = Recorder(
         build_meter_provider(registry, CollectorSettings.from_env(environ={})),
@@ -67,8 +76,15 @@ def collector_registry() -> CollectorRegistry:
         guard=CardinalityGuard(max_services=100, max_routes_per_service=100, max_series=1_000),
     )
     reports = [
-        HttpReport(method="GET", route=route, status=status, duration=duration, service=service)
-        for route in ACCEPTED_HOSTILE
+        HttpReport(
+            method="GET",
+            route=route,
+            status=status,
+            duration=duration,
+            service=service,
+            **(ids(index) if traced else {}),
+        )
+        for index, route in enumerate(ACCEPTED_HOSTILE)
         for status, duration, service in ((200, 0.004, None), (503, 2.0, 'svc \\ "x"'))
     ]
     recorder.record_http_reports(reports)
@@ -78,7 +94,19 @@ def collector_registry() -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    return registry
+    return registry, recorder
+
+
+def collector_registry() -> CollectorRegistry:
+    """The collector's own registry after reports with hostile label values."""
+    return recorded_registry(traced=False)[0]
+
+
+def traced_registry() -> Collector:
+    """The collector's registry after reports with trace ids, as OpenMetrics /metrics reads it:
+    the HTTP histogram's buckets carrying exemplars."""
+    registry, recorder = recorded_registry(traced=True)
+    return WithExemplars(registry, recorder.exemplars)
 
 
 def library_registry() -> CollectorRegistry:
@@ -115,15 +143,20 @@ class Frozen(Collector):
         return self.families
 
 
-@pytest.fixture(params=["collector", "library"])
-def registry(request: pytest.FixtureRequest) -> CollectorRegistry:
-    return collector_registry() if request.param == "collector" else library_registry()
+REGISTRIES = {
+    "collector": collector_registry,
+    "collector-with-exemplars": traced_registry,
+    "library": library_registry,
+}
+
+
+@pytest.fixture(params=list(REGISTRIES))
+def registry(request: pytest.FixtureRequest) -> Collector:
+    return REGISTRIES[request.param]()
 
 
 @pytest.mark.parametrize("escaping", ESCAPINGS)
-def test_text_is_byte_for_byte_prometheus_client(
-    registry: CollectorRegistry, escaping: str
-) -> None:
+def test_text_is_byte_for_byte_prometheus_client(registry: Collector, escaping: str) -> None:
     renderer = FastRenderer()
     for _ in range(3):  # the first render fills the caches, later ones use them
         frozen = Frozen(registry)
@@ -133,7 +166,7 @@ def test_text_is_byte_for_byte_prometheus_client(
 @pytest.mark.parametrize("escaping", ESCAPINGS)
 @pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
 def test_openmetrics_is_byte_for_byte_prometheus_client(
-    registry: CollectorRegistry, escaping: str, version: str
+    registry: Collector, escaping: str, version: str
 ) -> None:
     renderer = FastRenderer()
     for _ in range(3):
@@ -230,3 +263,36 @@ def test_each_series_label_block_is_rendered_once_per_scrape(
     for scrape in range(1, 3):
         assert renderer.text(registry) == text_format.generate_latest(registry)
         assert len(rendered) == 200 * scrape
+
+
+@pytest.mark.parametrize("escaping", [openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8])
+def test_exemplars_are_rendered_without_prometheus_clients_encoder(
+    monkeypatch: pytest.MonkeyPatch, escaping: str
+) -> None:
+    """The collector's families with exemplars take the fast path, byte for byte the same."""
+    frozen = Frozen(traced_registry())
+    expected = openmetrics.generate_latest(frozen, escaping)
+    assert b" # {span_id=" in expected
+    handed_over: list[object] = []
+
+    def encoder(registry: Collector, *args: object) -> bytes:
+        handed_over.extend(family.name for family in registry.collect())
+        return openmetrics.generate_latest(registry, *args)
+
+    monkeypatch.setattr(render, "_openmetrics_latest", encoder)
+
+    assert FastRenderer().openmetrics(frozen, escaping) == expected
+    assert "http_request_duration_seconds" not in handed_over
+
+
+def test_exemplar_where_openmetrics_allows_none_fails_as_prometheus_client_fails() -> None:
+    """An exemplar on a gauge is handed to prometheus_client, which refuses it the same way."""
+    gauge = GaugeMetricFamily("g", "g")
+    gauge.add_sample("g", {}, 1.0, exemplar=Exemplar({"trace_id": "a"}, 1.0))
+    frozen = Frozen(CollectorRegistry())
+    frozen.families = [gauge]
+
+    with pytest.raises(ValueError, match="has exemplars"):
+        openmetrics.generate_latest(frozen)
+    with pytest.raises(ValueError, match="has exemplars"):
+        FastRenderer().openmetrics(frozen)

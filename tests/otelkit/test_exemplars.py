@@ -133,3 +133,17 @@ def test_a_series_padded_with_empty_labels_keeps_its_exemplar() -> None:
         if sample.exemplar is not None
     ]
     assert linked == [""]
+
+
+def test_adjacent_series_without_count_samples_keep_their_own_exemplars() -> None:
+    """Series whose buckets follow one another directly are still told apart."""
+    from prometheus_client.metrics_core import HistogramMetricFamily
+
+    store = ExemplarStore()
+    offer(store, "/b", 0.05)
+    family = HistogramMetricFamily("latency", "Latency.", labels=["route"], unit="seconds")
+    for route in ("/a", "/b"):
+        family.add_metric([route], [("0.1", 1.0), ("1.0", 1.0), ("+Inf", 1.0)], sum_value=None)
+    (decorated,) = store.attach([family])
+    linked = {s.labels["route"] for s in decorated.samples if s.exemplar is not None}
+    assert linked == {"/b"}

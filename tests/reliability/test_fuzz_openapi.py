@@ -3,14 +3,17 @@
 For every operation, positive (schema-valid) and negative (schema-breaking) cases: no answer
 is a 5xx, every answer conforms to the schema (documented status code, content type,
 response schema, headers), and negative data always gets a 4xx. Positive data is accepted
-unless it breaks a rule JSON Schema cannot state (an integer written as ``200.0``). The
-token-protected collector is fuzzed too: with the token, as without auth; without, 401.
+unless it breaks a rule JSON Schema cannot state (an integer written as ``200.0``). An
+accepted HTTP report's ``trace_id`` and ``span_id`` are exactly valid ids, and so is every
+exemplar OpenMetrics /metrics shows afterwards. The token-protected collector is fuzzed too:
+with the token, as without auth; without, 401.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +49,35 @@ OPERATIONS = [
 WITHOUT_INPUT = {("GET", "/metrics"), ("GET", "/api/metrics"), ("GET", "/healthz")}
 """Nothing to generate: one case each, and no negative data."""
 WRITES = [operation for operation in OPERATIONS if operation[0] != "GET"]
+VALID_IDS = {"trace_id": re.compile("[0-9a-f]{32}"), "span_id": re.compile("[0-9a-f]{16}")}
+
+
+def is_valid_id(name: str, value: object) -> bool:
+    """Whether ``value`` is exactly a valid ``trace_id`` or ``span_id``: lowercase hex of the
+    right length, not all zeros."""
+    return (
+        isinstance(value, str)
+        and VALID_IDS[name].fullmatch(value) is not None
+        and value.strip("0") != ""
+    )
+
+
+def invalid_ids(body: Any) -> list[str]:
+    """What is wrong with the ids of an HTTP report or batch body (nothing, for valid ones)."""
+    batch = isinstance(body, dict) and isinstance(body.get("reports"), list)
+    reports = body["reports"] if batch else [body]
+    wrong = []
+    for report in reports:
+        if not isinstance(report, dict):
+            continue
+        wrong.extend(
+            f"{name}={report[name]!r}"
+            for name in VALID_IDS
+            if name in report and not is_valid_id(name, report[name])
+        )
+        if "span_id" in report and "trace_id" not in report:
+            wrong.append("span_id without trace_id")
+    return wrong
 
 
 def fuzz_app(**overrides: Any) -> Any:
@@ -149,9 +181,18 @@ async def _metrics_still_render(app: Any) -> list[str]:
                 problems.append(f"/metrics ({accept}) answered {response.status_code}")
                 continue
             try:
-                list(parse(response.text))
+                families = list(parse(response.text))
             except ValueError as exc:
                 problems.append(f"/metrics ({accept}) does not parse: {exc}")
+                continue
+            problems.extend(
+                f"/metrics ({accept}) shows an exemplar with {name}={value!r}"
+                for family in families
+                for sample in family.samples
+                if sample.exemplar is not None
+                for name, value in sample.exemplar.labels.items()
+                if not is_valid_id(name, value)
+            )
         view = await http.get("/api/metrics")
         if view.status_code != 200:
             problems.append(f"/api/metrics answered {view.status_code}")
@@ -193,6 +234,10 @@ def test_operation_conforms_to_its_schema(
                 outcome.explained += 1
             else:
                 problem = f"valid data refused: {status} {response.text[:300]}\n{problem}"
+        if 200 <= status < 300 and path.startswith("/api/metrics/http"):
+            wrong = invalid_ids(case.body)
+            if wrong:
+                problem = f"accepted invalid ids {wrong}\n{problem}"
         if problem:
             outcome.failures.append(f"{problem}\n{case.as_curl_command()}")
 

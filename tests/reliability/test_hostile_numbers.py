@@ -1,10 +1,13 @@
-"""Item 3: hostile numbers in every numeric field (property test).
+"""Item 3: hostile numbers in every numeric field, and any JSON value as a trace id (property
+test).
 
 NaN, ±Infinity, overflowing floats, negatives, huge integers, booleans, strings, lists and
-nested objects as ``duration``, ``status`` and ``count``, alone and inside batches of valid
-reports, interleaved with valid reports. Every hostile write is a 4xx naming the field (and
-the batch index); the histogram ``_sum`` stays finite and equal to the exact sum of the
-accepted durations.
+nested objects as ``duration``, ``status`` and ``count``, and numbers (id-length digit runs
+among them), ``null``, booleans, strings, lists and objects as ``trace_id`` and ``span_id``,
+alone and inside batches of valid reports (some with valid ids), interleaved with valid
+reports. Every hostile write is a 4xx naming the field (and the batch index); the histogram
+``_sum`` stays finite and equal to the exact sum of the accepted durations; each bucket's
+exemplar on OpenMetrics /metrics is the latest accepted report with ids in it.
 """
 
 from __future__ import annotations
@@ -12,14 +15,21 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from otelkit.instruments import ACTIVE_USERS, COLLECTOR_REPORTS, HTTP_REQUEST_DURATION
+from otelkit.instruments import (
+    ACTIVE_USERS,
+    COLLECTOR_REPORTS,
+    DURATION_BUCKETS_SECONDS,
+    HTTP_REQUEST_DURATION,
+)
 from otelkit.reports import MAX_DURATION_SECONDS, MAX_USER_COUNT
 from otelkit_collector.app import create_app
 from otelkit_collector.settings import CollectorSettings
@@ -28,6 +38,8 @@ from tests.reliability.conftest import SCALE, first, parse_text, record_figure
 
 SUM_RELATIVE_TOLERANCE = 1e-9
 SERIES = frozenset({("method", "GET"), ("route", "/r"), ("status", "200")})
+OPENMETRICS = {"accept": "application/openmetrics-text; version=1.0.0"}
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def dumps(value: Any) -> str:
@@ -82,11 +94,39 @@ HOSTILE = {
         st.sampled_from(["-1", "3.0", "0.5", str(10**30)]),
     ),
 }
+NOT_IDS = st.one_of(
+    NON_FINITE,
+    NOT_NUMBERS,
+    FLOAT_LITERALS,
+    st.integers().map(dumps),
+    # Digit runs as long as an id, as numbers: hex ids that happen to have no letter.
+    st.integers(min_value=10**15, max_value=10**32 - 1).map(dumps),
+    st.sampled_from(["null", "0", "1", "-1", "1e31", "0.0", str(16**32), str(-(16**16))]),
+)
+"""Anything but a string: every one refused as ``trace_id`` or ``span_id``."""
+HOSTILE["trace_id"] = NOT_IDS
+HOSTILE["span_id"] = NOT_IDS
+HTTP_FIELDS = ["duration", "status", "trace_id", "span_id"]
+VALID_IDS = st.one_of(
+    st.none(),
+    st.tuples(
+        st.integers(min_value=1, max_value=16**32 - 1).map(lambda n: f"{n:032x}"),
+        st.one_of(
+            st.none(), st.integers(min_value=1, max_value=16**16 - 1).map(lambda n: f"{n:016x}")
+        ),
+    ),
+)
+"""No ids, or a valid trace_id with or without a valid span_id."""
 VALID_DURATIONS = st.one_of(
     st.floats(min_value=0.0, max_value=MAX_DURATION_SECONDS),
     st.integers(min_value=0, max_value=int(MAX_DURATION_SECONDS)),
     st.sampled_from([0.0, 5e-324, 2.2250738585072014e-308, 0.1, 0.005, 10.0, 86_400.0]),
 )
+
+
+Ids = tuple[str, str | None] | None
+VALID_REPORTS = st.tuples(VALID_DURATIONS, VALID_IDS)
+"""A valid report's (duration, ids)."""
 
 
 @st.composite
@@ -96,16 +136,16 @@ def operations(draw: st.DrawFn) -> list[tuple[str, Any]]:
     result: list[tuple[str, Any]] = []
     for kind in draw(st.lists(kinds, min_size=1, max_size=12)):
         if kind == "valid":
-            result.append((kind, draw(VALID_DURATIONS)))
+            result.append((kind, draw(VALID_REPORTS)))
         elif kind == "valid-batch":
-            result.append((kind, draw(st.lists(VALID_DURATIONS, min_size=1, max_size=20))))
+            result.append((kind, draw(st.lists(VALID_REPORTS, min_size=1, max_size=20))))
         elif kind == "single":
-            name = draw(st.sampled_from(["duration", "status"]))
+            name = draw(st.sampled_from(HTTP_FIELDS))
             result.append((kind, (name, draw(HOSTILE[name]))))
         elif kind == "batch":
-            valid = draw(st.lists(VALID_DURATIONS, min_size=1, max_size=20))
+            valid = draw(st.lists(VALID_REPORTS, min_size=1, max_size=20))
             index = draw(st.integers(min_value=0, max_value=len(valid)))
-            name = draw(st.sampled_from(["duration", "status"]))
+            name = draw(st.sampled_from(HTTP_FIELDS))
             result.append((kind, (valid, index, name, draw(HOSTILE[name]))))
         elif kind == "users":
             result.append((kind, draw(HOSTILE["count"])))
@@ -114,12 +154,45 @@ def operations(draw: st.DrawFn) -> list[tuple[str, Any]]:
     return result
 
 
-def report_text(duration: str = "0.1", status: str = "200") -> str:
-    return f'{{"method":"GET","route":"/r","status":{status},"duration":{duration}}}'
+def report_text(duration: str = "0.1", status: str = "200", ids: str = "") -> str:
+    """A report as JSON text; ``ids`` are more members, written as JSON text."""
+    return f'{{"method":"GET","route":"/r","status":{status},"duration":{duration}{ids}}}'
+
+
+def valid_report(duration: float, ids: Ids) -> str:
+    if ids is None:
+        return report_text(dumps(duration))
+    trace_id, span_id = ids
+    members = f',"trace_id":"{trace_id}"' + (f',"span_id":"{span_id}"' if span_id else "")
+    return report_text(dumps(duration), ids=members)
 
 
 def hostile_report(name: str, value: str) -> str:
+    if name == "trace_id":
+        return report_text(ids=f',"trace_id":{value}')
+    if name == "span_id":  # next to a valid trace_id: the span_id alone is at fault
+        return report_text(ids=f',"trace_id":"{TRACE_ID}","span_id":{value}')
     return report_text(**{name: value})
+
+
+def bucket_of(duration: float) -> int:
+    """The index of the histogram bucket a duration falls in (le is inclusive)."""
+    return bisect_left(DURATION_BUCKETS_SECONDS, duration)
+
+
+def shown_exemplars(exposition: str) -> dict[int, tuple[str, str | None, float]]:
+    """(trace_id, span_id, value) of each bucket's exemplar, by bucket index."""
+    return {
+        bucket_of(float(sample.labels["le"])): (
+            sample.exemplar.labels["trace_id"],
+            sample.exemplar.labels.get("span_id"),
+            sample.exemplar.value,
+        )
+        for family in text_string_to_metric_families(exposition)
+        if family.name == HTTP_REQUEST_DURATION.prometheus_name
+        for sample in family.samples
+        if sample.exemplar is not None
+    }
 
 
 @dataclass
@@ -128,6 +201,7 @@ class Tally:
     refused: int = 0
     valid_writes: int = 0
     accepted_durations: int = 0
+    traced_reports: int = 0
     examples: int = 0
     worst_sum_error: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -146,6 +220,7 @@ async def exercise(ops: list[tuple[str, Any]], tally: Tally) -> list[str]:
     """Apply ``ops`` to a fresh collector; return what went wrong."""
     app = create_app(CollectorSettings.from_env(environ={}), registry=CollectorRegistry())
     accepted: list[float] = []
+    exemplars: dict[int, tuple[str, str | None, float]] = {}
     users: int | None = None
     rejected_reports = 0
     problems: list[str] = []
@@ -160,21 +235,26 @@ async def exercise(ops: list[tuple[str, Any]], tally: Tally) -> list[str]:
         for kind, data in ops:
             if kind in ("valid", "valid-batch", "valid-users"):
                 tally.valid_writes += 1
+                sent: list[tuple[float, Ids]] = []
                 if kind == "valid":
-                    status, body = await post("/api/metrics/http", report_text(dumps(data)))
-                    durations = [float(data)]
+                    status, body = await post("/api/metrics/http", valid_report(*data))
+                    sent = [data]
                 elif kind == "valid-batch":
-                    reports = ",".join(report_text(dumps(d)) for d in data)
+                    reports = ",".join(valid_report(*report) for report in data)
                     status, body = await post(
                         "/api/metrics/http/batch", f'{{"reports":[{reports}]}}'
                     )
-                    durations = [float(d) for d in data]
+                    sent = data
                 else:
                     status, body = await post("/api/metrics/users", f'{{"count":{data}}}')
-                    durations, users = [], data
+                    users = data
                 if status != 200:
                     problems.append(f"valid {kind} {data!r} refused: {status} {body}")
-                accepted.extend(durations)
+                for duration, ids in sent:
+                    accepted.append(float(duration))
+                    if ids is not None:
+                        exemplars[bucket_of(duration)] = (*ids, float(duration))
+                tally.traced_reports += sum(ids is not None for _duration, ids in sent)
                 continue
             tally.hostile_writes += 1
             if kind == "single":
@@ -184,7 +264,7 @@ async def exercise(ops: list[tuple[str, Any]], tally: Tally) -> list[str]:
                 rejected_reports += 1
             elif kind == "batch":
                 valid, index, name, value = data
-                reports = [report_text(dumps(d)) for d in valid]
+                reports = [valid_report(*report) for report in valid]
                 reports.insert(index, hostile_report(name, value))
                 batch = f'{{"reports":[{",".join(reports)}]}}'
                 status, body = await post("/api/metrics/http/batch", batch)
@@ -200,6 +280,14 @@ async def exercise(ops: list[tuple[str, Any]], tally: Tally) -> list[str]:
                 problems.append(f"{kind} {location} = {value[:80]!r}: {status} {body}")
 
         exposition = parse_text((await http.get("/metrics")).text)
+        openmetrics = await http.get("/metrics", headers=OPENMETRICS)
+    try:
+        shown = shown_exemplars(openmetrics.text)
+    except ValueError as exc:
+        problems.append(f"OpenMetrics /metrics ({openmetrics.status_code}) does not parse: {exc}")
+    else:
+        if shown != exemplars:
+            problems.append(f"exemplars {shown} != latest accepted ids per bucket {exemplars}")
     name = HTTP_REQUEST_DURATION.prometheus_name
     total = exposition.get((f"{name}_sum", SERIES), 0.0)
     count = exposition.get((f"{name}_count", SERIES), 0.0)
@@ -249,9 +337,11 @@ def test_hostile_numbers_are_refused_and_sums_stay_exact() -> None:
             "3 numbers",
             f"{tally.hostile_writes:,} hostile writes (single, inside batches, users) over "
             f"{tally.examples} examples: {share:.1%} 4xx naming the field; "
-            f"{tally.valid_writes:,} valid writes ({tally.accepted_durations:,} durations): "
-            f"worst _sum error {tally.worst_sum_error:.1e} relative, always finite; "
-            f"{len(tally.problems)} problems",
-            "100 % 4xx; _sum finite and == fsum(accepted durations) within 1e-9",
+            f"{tally.valid_writes:,} valid writes ({tally.accepted_durations:,} durations, "
+            f"{tally.traced_reports:,} with ids): worst _sum error "
+            f"{tally.worst_sum_error:.1e} relative, always finite; exemplars the latest ids "
+            f"per bucket; {len(tally.problems)} problems",
+            "100 % 4xx; _sum finite and == fsum(accepted durations) within 1e-9; "
+            "exemplar == latest accepted ids per bucket",
             tally.hostile_writes > 0 and not tally.problems,
         )

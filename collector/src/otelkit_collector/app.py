@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from otelkit.instruments import ReportKind
 from otelkit_collector import persistence
 from otelkit_collector.auth import BearerAuthMiddleware
-from otelkit_collector.cardinality import CardinalityGuard
+from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES, CardinalityGuard
 from otelkit_collector.fastlane import IngestFastLane
 from otelkit_collector.limits import BodySizeLimitMiddleware
 from otelkit_collector.recorder import Recorder
@@ -49,11 +49,6 @@ MULTI_PROCESS_MESSAGE = (
     "(several collectors, each scraped by Prometheus, behind a load balancer that routes "
     "by service) or export OTLP to an OpenTelemetry Collector instead."
 )
-
-OVERFLOW_RESERVE_STATUSES = 500
-"""Distinct status codes (100-599): the most series the global overflow fold can add past
-``max_series``."""
-
 
 _UNPARSABLE_BODY = "There was an error parsing the body"
 _UNPARSABLE_BODY_DETAIL = (
@@ -107,8 +102,10 @@ def build_meter_provider(
     """A MeterProvider exporting to ``registry`` with stable label sets.
 
     Scope labels and ``target_info`` are off: dashboards and rules rely on exactly the
-    catalogue's labels. Exemplars are off: pushed reports carry no trace context, and the
-    Prometheus exporter drops exemplars anyway, so sampling them is pure cost on every record.
+    catalogue's labels. The SDK's exemplar sampling is off: the collector's own trace context
+    is no report's, and the Prometheus exporter drops exemplars anyway, so sampling them is
+    pure cost on every record (pushed trace ids become exemplars through the recorder's
+    :class:`~otelkit_collector.exemplars.HttpExemplars` instead).
     ``settings``' caps, enforced before recording, decide what is folded and counted. SDKs
     from 1.45 fold past 2,000 attribute sets per metric on their own; where the reader takes
     a limit, it is set from the caps (:func:`sdk_cardinality_limit`), so that SDK fold never

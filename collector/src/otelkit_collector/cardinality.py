@@ -13,6 +13,10 @@ from otelkit.instruments import OTHER_METHOD, OVERFLOW_VALUE
 UNNAMED_SERVICE: Final = ""
 """Label value for reports that name no service (Prometheus treats it as an absent label)."""
 
+OVERFLOW_RESERVE_STATUSES: Final = 500
+"""Distinct status codes (100-599): the most series the global overflow fold can add past
+``max_series``."""
+
 
 class SeriesKey(NamedTuple):
     """The label values of one ``http_request_duration_seconds`` series."""
@@ -65,6 +69,12 @@ class CardinalityGuard:
             return SeriesKey(OVERFLOW_VALUE, OTHER_METHOD, OVERFLOW_VALUE, status), True
         self._series.add(folded)
         return folded, overflowed
+
+    @property
+    def series_bound(self) -> int:
+        """The most distinct series :meth:`admit` can ever answer: ``max_series`` (route
+        overflow series included) plus one global overflow series per status code."""
+        return self.max_series + OVERFLOW_RESERVE_STATUSES
 
     @property
     def series_count(self) -> int:

@@ -4,16 +4,18 @@
 traffic, and nearly all of it is valid. Through FastAPI, each such request pays for routing,
 dependency solving and response-model serialisation, which cost several times the recording
 itself. This pure-ASGI lane, inside the auth and body-size guards, serves those requests
-directly when every report is valid as sent (:class:`ValidReports`); everything it does not
-accept (another content type, a body that does not parse, breaks a rule, or is merely
-unusual) is replayed, body and all, through the full application, so every refusal is
-exactly the documented one, counted in the self-metrics like any other.
+directly when every report is valid as sent (:class:`ValidReports`), trace ids included;
+everything it does not accept (another content type, a body that does not parse, breaks a
+rule, or is merely unusual) is replayed, body and all, through the full application, so
+every refusal is exactly the documented one, counted in the self-metrics like any other.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -21,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otelkit.reports import MAX_BATCH_REPORTS, MAX_DURATION_SECONDS, HttpReport
 from otelkit_collector.limits import replay_body
-from otelkit_collector.recorder import Recorder, ReportLabels
+from otelkit_collector.recorder import Recorder, ReportLabels, TracedReport
 
 _SINGLE = "/api/metrics/http"
 _BATCH = "/api/metrics/http/batch"
@@ -37,6 +39,20 @@ _LABELS_CACHE_SIZE = 4_096
 """Label sets (as sent) the lane remembers as valid: twice the default series cap, spellings
 and statuses included. Requests with label sets past it take the full route."""
 
+_TRACE_ID = re.compile("[0-9a-f]{32}").fullmatch
+_SPAN_ID = re.compile("[0-9a-f]{16}").fullmatch
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+
+class Reading(NamedTuple):
+    """What a taken body holds: its durations grouped by labels, and its traced reports."""
+
+    durations: dict[ReportLabels, list[float]]
+    """Durations per (service, method, route, status), in report order within each."""
+    traced: Sequence[TracedReport]
+    """The reports that carry a trace id, in report order."""
+
 
 class ValidReports:
     """Reads bodies whose every report is valid exactly as sent; anything else gets ``None``.
@@ -44,19 +60,24 @@ class ValidReports:
     A body is taken only when each report is a JSON object with exactly the report's keys,
     an integer status in range, a float duration in range, and label text that
     :class:`~otelkit.reports.HttpReport` accepts (checked by that model on first sight, then
-    remembered). The result is what validating with the models gives, grouped by labels in
-    report order: a refused body is replayed through the full route, which names the rule.
-    JSON is read by pydantic's parser, which agrees with ``json.loads`` on every document
-    both accept and refuses the rest (lone surrogates, a byte order mark, other encodings),
-    which then take the full route too.
+    remembered); a report may also carry a ``trace_id`` (and then a ``span_id``) that is
+    exactly a valid id. The result is what validating with the models gives, grouped by
+    labels in report order: a refused body is replayed through the full route, which names
+    the rule. JSON is read by pydantic's parser, which agrees with ``json.loads`` on every
+    document both accept and refuses the rest (lone surrogates, a byte order mark, other
+    encodings), which then take the full route too.
     """
 
     def __init__(self) -> None:
         # Labels as sent (method, route, status[, service]) -> as recorded, once accepted.
         self._known: dict[tuple[Any, ...], ReportLabels] = {}
 
-    def read(self, body: bytes, *, batch: bool) -> dict[ReportLabels, list[float]] | None:
-        """The durations per (service, method, route, status), or ``None``."""
+    def read(self, body: bytes, *, batch: bool) -> Reading | None:
+        """The body's durations and traced reports, or ``None``.
+
+        Reports without ids are read as they always were; only a body that reading refuses
+        is read again, allowing ids: reports with ids cost nothing to those without.
+        """
         try:
             document = from_json(body, allow_inf_nan=False, cache_strings="keys")
         except ValueError:
@@ -69,6 +90,13 @@ class ValidReports:
                 return None
         else:
             reports = [document]
+        durations = self._read_untraced(reports)
+        if durations is not None:
+            return Reading(durations, ())
+        return self._read_traced(reports)
+
+    def _read_untraced(self, reports: list[Any]) -> dict[ReportLabels, list[float]] | None:
+        """Reports without ids: the durations per label set, or ``None``."""
         durations: dict[ReportLabels, list[float]] = {}
         known = self._known
         for report in reports:
@@ -104,6 +132,68 @@ class ValidReports:
             else:
                 values.append(duration)
         return durations
+
+    def _read_traced(self, reports: list[Any]) -> Reading | None:
+        """Reports with or without ids, each as :meth:`_read_untraced` reads one once its ids
+        are set aside; ``None`` unless every id is exactly a valid one (and a ``span_id``
+        comes with a ``trace_id``)."""
+        durations: dict[ReportLabels, list[float]] = {}
+        traced: list[TracedReport] = []
+        known = self._known
+        for report in reports:
+            if type(report) is not dict:
+                return None
+            trace_id = span_id = None
+            ids = 0
+            if "trace_id" in report:
+                trace_id = report["trace_id"]
+                if (
+                    type(trace_id) is not str
+                    or _TRACE_ID(trace_id) is None
+                    or trace_id == _ZERO_TRACE_ID
+                ):
+                    return None
+                ids = 1
+                if "span_id" in report:
+                    span_id = report["span_id"]
+                    if (
+                        type(span_id) is not str
+                        or _SPAN_ID(span_id) is None
+                        or span_id == _ZERO_SPAN_ID
+                    ):
+                        return None
+                    ids = 2
+            # A span_id without a trace_id is one key too many, refused below.
+            try:
+                size = len(report) - ids
+                if size == 5:
+                    key = _WITH_SERVICE(report)
+                elif size == 4:
+                    key = _WITHOUT_SERVICE(report)
+                else:
+                    return None
+                duration = report["duration"]
+                labels = known.get(key)
+            except (KeyError, TypeError):
+                return None
+            if (
+                type(key[2]) is not int
+                or type(duration) is not float
+                or not 0.0 <= duration <= MAX_DURATION_SECONDS
+            ):
+                return None
+            if labels is None:
+                labels = self._learn(key)
+                if labels is None:
+                    return None
+            values = durations.get(labels)
+            if values is None:
+                durations[labels] = [duration]
+            else:
+                values.append(duration)
+            if trace_id is not None:
+                traced.append((labels, duration, trace_id, span_id))
+        return Reading(durations, traced)
 
     def _learn(self, key: tuple[Any, ...]) -> ReportLabels | None:
         """Check and remember a label set seen for the first time; ``None`` if the model
@@ -167,9 +257,10 @@ class IngestFastLane:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its body: nothing to answer
-        durations = self._reports.read(body, batch=batch) if body else None
-        if durations is not None:
-            overflowed = self.recorder.record_http_durations(durations)
+        reading = self._reports.read(body, batch=batch) if body else None
+        if reading is not None:
+            durations = reading.durations
+            overflowed = self.recorder.record_http_durations(durations, reading.traced)
             accepted = sum(map(len, durations.values()))
             answer = f'{{"accepted":{accepted},"overflowed":{overflowed}}}'.encode()
             await send(

@@ -3,6 +3,7 @@
 A write goes to a temporary file in the same directory, is flushed to disk, then renamed
 over the old one, so a crash at any moment leaves either the old or the new file. A file
 that cannot be read is moved aside (``<name>.corrupt-<time>``) and the collector starts empty.
+HTTP histograms are not in it, nor their exemplars: both start from nothing after a restart.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Records validated reports into the catalogue's OpenTelemetry instruments.
 
 Knows nothing about HTTP: routes validate, then call one method here. Every report, whatever
-its outcome, is counted in ``otelkit_collector_reports_total{kind,outcome}``.
+its outcome, is counted in ``otelkit_collector_reports_total{kind,outcome}``. A report that
+carries a trace id also becomes its bucket's exemplar (:mod:`otelkit_collector.exemplars`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from otelkit.bound import BoundSeries, bind
 from otelkit.instruments import ReportKind, ReportOutcome
 from otelkit.reports import HealthStatus, HttpReport
 from otelkit_collector.cardinality import UNNAMED_SERVICE, CardinalityGuard, SeriesKey
+from otelkit_collector.exemplars import HttpExemplars
 from otelkit_collector.state import ServiceState
 
 
@@ -25,15 +27,24 @@ class Recorder:
 
     Args:
         meter_provider: where the instruments live.
-        state: per-service health and users, read by the gauges at collection time.
+        state: per-service health and users, read by the gauges at collection time; its
+            clock also stamps exemplars with the time reports are received.
         guard: cardinality caps applied to HTTP series before recording.
+        exemplars: where reports with a trace id leave their exemplar; by default, room for
+            every series ``guard`` can admit.
     """
 
     def __init__(
-        self, meter_provider: MeterProvider, *, state: ServiceState, guard: CardinalityGuard
+        self,
+        meter_provider: MeterProvider,
+        *,
+        state: ServiceState,
+        guard: CardinalityGuard,
+        exemplars: HttpExemplars | None = None,
     ) -> None:
         self.state = state
         self.guard = guard
+        self.exemplars = exemplars if exemplars is not None else HttpExemplars(guard.series_bound)
         meter = meter_provider.get_meter(instruments.METER_NAME)
         self._duration = instruments.create_http_duration_histogram(meter)
         self._reports = instruments.create_counter(meter, instruments.COLLECTOR_REPORTS)
@@ -73,8 +84,13 @@ class Recorder:
                 self._counts[(kind, outcome)] += amount
 
     def record_http_reports(self, reports: Sequence[HttpReport]) -> int:
-        """Record validated HTTP reports; return how many were folded into overflow series."""
+        """Record validated HTTP reports; return how many were folded into overflow series.
+
+        Each report with a ``trace_id`` becomes the exemplar of its bucket, in report order
+        (the latest one wins).
+        """
         durations: dict[ReportLabels, list[float]] = {}
+        traced: list[TracedReport] = []
         for report in reports:
             labels = (report.service, report.method, report.route, report.status)
             values = durations.get(labels)
@@ -82,17 +98,28 @@ class Recorder:
                 durations[labels] = [report.duration]
             else:
                 values.append(report.duration)
-        return self.record_http_durations(durations)
+            if report.trace_id is not None:
+                traced.append((labels, report.duration, report.trace_id, report.span_id))
+        return self.record_http_durations(durations, traced)
 
-    def record_http_durations(self, durations: Mapping[ReportLabels, Sequence[float]]) -> int:
+    def record_http_durations(
+        self,
+        durations: Mapping[ReportLabels, Sequence[float]],
+        traced: Sequence[TracedReport] = (),
+    ) -> int:
         """Record validated durations, grouped by their report's labels, in order within each
         group; return how many were folded into overflow series.
 
         Durations wait in their series' buffer until it would pass ``FLUSH_AT`` or a reader
         collects, whichever comes first: every collection sees every duration recorded
         before it, and the per-series work is paid once per buffer, not once per batch.
+
+        ``traced`` lists the reports among them that carry a trace id, in report order: each
+        becomes its bucket's exemplar in the series its labels were recorded in.
         """
         reports = overflowed = 0
+        # Where each label set was recorded, only when exemplars need to know.
+        placed: dict[ReportLabels, _Series] | None = {} if traced else None
         with self._buffers_lock:
             for labels, values in durations.items():
                 reports += len(values)
@@ -100,6 +127,8 @@ class Recorder:
                 if series is None:
                     series, folded = self._series_for(labels)
                     overflowed += len(values) if folded else 0
+                if placed is not None:
+                    placed[labels] = series
                 filled = series.filled
                 if filled + len(values) > FLUSH_AT:
                     self._flush(series)
@@ -112,6 +141,14 @@ class Recorder:
                 series.filled = end
             self._counts[("http", "accepted")] += reports - overflowed
             self._counts[("http", "overflowed")] += overflowed
+        if placed is not None:
+            self.exemplars.offer(
+                (
+                    (placed[labels].attributes, duration, trace_id, span_id)
+                    for labels, duration, trace_id, span_id in traced
+                ),
+                timestamp=self.state.clock(),
+            )
         return overflowed
 
     def flush(self) -> None:
@@ -157,8 +194,9 @@ class Recorder:
         if bound is not None and bound.record_many(values):
             return
         for value in values:
-            # An explicit empty context: pushed reports carry no trace context, and looking
-            # up the current one on every record is measurable at batch rates.
+            # An explicit empty context: the collector's own context is no report's (their
+            # trace ids become exemplars in self.exemplars), and looking up the current one
+            # on every record is measurable at batch rates.
             self._duration.record(value, series.attributes, _NO_TRACE_CONTEXT)
         if series.bindable:
             series.bound = bind(self._duration, series.attributes)
@@ -175,7 +213,11 @@ class Recorder:
         self.count("users", "accepted")
 
     def forget_service(self, service: str) -> bool:
-        """Forget a service's health, last report and users; return whether it was known."""
+        """Forget a service's health, last report and users; return whether it was known.
+
+        Its HTTP series stay (the histogram keeps every series it has recorded), and so do
+        their exemplars.
+        """
         return self.state.forget(service)
 
     def _observe_health(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -198,6 +240,9 @@ _NO_TRACE_CONTEXT = Context()
 
 ReportLabels = tuple[str | None, str, str, int]
 """A validated report's (service, method, route, status)."""
+
+TracedReport = tuple[ReportLabels, float, str, str | None]
+"""A validated report with a trace id: (labels, duration, trace_id, span_id)."""
 
 
 FLUSH_AT = 32

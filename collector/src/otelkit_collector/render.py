@@ -12,8 +12,10 @@ this relies on, and what happens otherwise:
 * the public escaping helpers ``escape_metric_name`` and ``escape_label_name``, and
   ``floatToGoString``, called exactly as the encoders call them;
 * label values escaped as the encoders do under every escaping scheme (backslash, newline,
-  double quote);
-* a family whose samples carry exemplars or native histograms, or whose names are not plain
+  double quote), and exemplars written as the OpenMetrics encoder writes them (its
+  ``_compose_exemplar_string``: label names as they are, values escaped, sorted);
+* a family whose samples carry native histograms, or exemplars where OpenMetrics allows none
+  (or any exemplar, in the text format), or whose names are not plain
   ``[a-zA-Z_][a-zA-Z0-9_]*``, is rendered by prometheus_client's own encoder, as is every
   family under an escaping scheme other than ``underscores`` and ``allow-utf-8``.
 """
@@ -30,7 +32,7 @@ from prometheus_client import exposition as text_format
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
+from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
 Encoder = Callable[[Collector], bytes]
@@ -51,6 +53,28 @@ few dozen of each; the bound only guards against a pathological one)."""
 
 def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _exemplar_allowed(family: Metric, sample: Sample) -> bool:
+    """Where the OpenMetrics encoder writes an exemplar (elsewhere it raises ValueError)."""
+    kind, name = family.type, sample.name
+    if kind == "counter":
+        return name.endswith("_total")
+    if kind == "gaugehistogram":
+        return name.endswith("_bucket")
+    if kind == "histogram":
+        return name.endswith("_bucket") or name == family.name
+    return False
+
+
+def _exemplar_text(exemplar: Exemplar) -> str:
+    """`` # {labels} value [timestamp]``, as the OpenMetrics encoder writes an exemplar."""
+    labels = ",".join(
+        f'{name}="{_escape_value(value)}"' for name, value in sorted(exemplar.labels.items())
+    )
+    if exemplar.timestamp is None:
+        return f" # {{{labels}}} {_go_float(exemplar.value)}"
+    return f" # {{{labels}}} {_go_float(exemplar.value)} {exemplar.timestamp}"
 
 
 class _Family:
@@ -263,13 +287,22 @@ class FastRenderer:
         output = [f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n"]
         if family.unit:
             output.append(f"# UNIT {name} {family.unit}\n")
-        block, declines = blocks.block, self._declines
+        block, plain = blocks.block, self._is_plain
         for sample in family.samples:
-            if declines(sample):
+            if sample.native_histogram is not None or not plain(sample.name):
                 return None
             value = _go_float(sample.value) if sample.value is not None else ""
             timestamp = f" {sample.timestamp}" if sample.timestamp is not None else ""
-            output.append(f"{sample.name}{block(sample.labels)} {value}{timestamp}\n")
+            exemplar = sample.exemplar
+            if exemplar is None:
+                output.append(f"{sample.name}{block(sample.labels)} {value}{timestamp}\n")
+            elif _exemplar_allowed(family, sample):
+                output.append(
+                    f"{sample.name}{block(sample.labels)} {value}{timestamp}"
+                    f"{_exemplar_text(exemplar)}\n"
+                )
+            else:
+                return None
         return output
 
     # -- content negotiation -------------------------------------------------------------------

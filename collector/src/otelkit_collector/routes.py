@@ -100,9 +100,11 @@ RegistryDep = Annotated[CollectorRegistry, Depends(get_registry)]
 
 
 @router.get("/metrics", response_class=Response, responses=_EXPOSITION, tags=["scrape"])
-async def metrics(request: Request, registry: RegistryDep) -> Response:
-    """Prometheus exposition (OpenMetrics when the Accept header asks for it)."""
-    body, content_type = exposition.render(registry, request.headers.get("accept"))
+async def metrics(request: Request, registry: RegistryDep, recorder: RecorderDep) -> Response:
+    """Prometheus exposition (OpenMetrics, with exemplars, when the Accept header asks)."""
+    body, content_type = exposition.render(
+        registry, request.headers.get("accept"), recorder.exemplars
+    )
     return Response(content=body, media_type=content_type)
 
 
@@ -125,7 +127,7 @@ async def metrics_json(recorder: RecorderDep, registry: RegistryDep) -> MetricsV
             ActiveUsers(service=service, count=entry.count, last_report=entry.reported_at)
             for service, entry in state.users()
         ],
-        http=exposition.http_series(registry),
+        http=exposition.http_series(registry, recorder.exemplars),
         reports=exposition.report_counts(registry),
         health_ttl_seconds=state.health_ttl_seconds,
     )

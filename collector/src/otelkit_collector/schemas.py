@@ -36,6 +36,11 @@ class HttpSeries(BaseModel):
     sum: float = Field(description="Total seconds")
     mean: float | None = Field(description="sum / count, null when count is 0")
     buckets: dict[str, int] = Field(description="Cumulative count per upper bound ('le')")
+    trace_id: str | None = Field(
+        default=None,
+        description="Trace of the series' latest exemplar (the latest report received with a "
+        "trace_id), null when none",
+    )
 
 
 class ReportCount(BaseModel):
