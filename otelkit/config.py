@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -80,3 +80,26 @@ def check_range(
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
+
+
+def parse_names(
+    value: str | Sequence[str], source: str, allowed: Collection[str]
+) -> tuple[str, ...]:
+    """Comma-separated names (a string, or several), lower-cased, deduplicated, ``none`` dropped.
+
+    Raises:
+        ValueError: a name outside ``allowed``; the message names ``source``.
+    """
+    names = [value] if isinstance(value, str) else list(value)
+    parsed = tuple(
+        dict.fromkeys(
+            part.strip().lower() for name in names for part in name.split(",") if part.strip()
+        )
+    )
+    unknown = [name for name in parsed if name not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{source} has unknown exporter(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(sorted(allowed))}"
+        )
+    return tuple(name for name in parsed if name != "none")

@@ -25,7 +25,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from otelkit.config import env_int, env_str
+from otelkit.config import env_int, env_str, parse_names
 
 EXPORTER_NAMES = frozenset({"prometheus", "otlp", "console", "none"})
 DEFAULT_PROMETHEUS_HOST = "localhost"
@@ -72,19 +72,7 @@ def parse_exporters(
     if value is None:
         value = env_str("OTEL_METRICS_EXPORTER", environ) or "prometheus"
         source = "OTEL_METRICS_EXPORTER"
-    names = [value] if isinstance(value, str) else list(value)
-    parsed = tuple(
-        dict.fromkeys(
-            part.strip().lower() for name in names for part in name.split(",") if part.strip()
-        )
-    )
-    unknown = [name for name in parsed if name not in EXPORTER_NAMES]
-    if unknown:
-        raise ValueError(
-            f"{source} has unknown exporter(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(sorted(EXPORTER_NAMES))}"
-        )
-    return tuple(name for name in parsed if name != "none")
+    return parse_names(value, source, EXPORTER_NAMES)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from starlette.types import Scope
 
 from otelkit import instruments
-from otelkit.config import env_str
+from otelkit.config import env_str, parse_names
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +67,7 @@ def parse_traces_exporters(
         source = "OTEL_TRACES_EXPORTER"
         if value is None:
             return default
-    names = [value] if isinstance(value, str) else list(value)
-    parsed = tuple(
-        dict.fromkeys(
-            part.strip().lower() for name in names for part in name.split(",") if part.strip()
-        )
-    )
-    unknown = [name for name in parsed if name not in TRACES_EXPORTER_NAMES]
-    if unknown:
-        raise ValueError(
-            f"{source} has unknown exporter(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(sorted(TRACES_EXPORTER_NAMES))}"
-        )
-    return tuple(name for name in parsed if name != "none")
+    return parse_names(value, source, TRACES_EXPORTER_NAMES)
 
 
 @dataclass

@@ -244,8 +244,11 @@ def running_collector_thread(app: FastAPI) -> Iterator[CollectorThread]:
 
 
 @contextlib.contextmanager
-def running_prometheus(config: str, data_dir: Path) -> Iterator[ManagedProcess]:
-    """The real ``prometheus`` binary with ``config`` (YAML text), ready and stopped on exit."""
+def running_prometheus(
+    config: str, data_dir: Path, flags: Sequence[str] = ()
+) -> Iterator[ManagedProcess]:
+    """The real ``prometheus`` binary with ``config`` (YAML text) and extra command-line
+    ``flags``, ready and stopped on exit."""
     binary = require_binary("prometheus")
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir / "prometheus.yml"
@@ -258,6 +261,7 @@ def running_prometheus(config: str, data_dir: Path) -> Iterator[ManagedProcess]:
             f"--storage.tsdb.path={data_dir / 'tsdb'}",
             f"--web.listen-address={LOOPBACK}:{port}",
             "--log.level=warn",
+            *flags,
         ]
 
     server = start_listening(

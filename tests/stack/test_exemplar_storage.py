@@ -15,14 +15,7 @@ import prometheus_client
 import pytest
 import yaml
 
-from tests.e2e.servers import (
-    LOOPBACK,
-    ManagedProcess,
-    clean_env,
-    poll,
-    require_binary,
-    start_listening,
-)
+from tests.e2e.servers import LOOPBACK, ManagedProcess, poll, running_prometheus
 from tests.stack.prometheus_api import host_port
 from tests.stack.stack_files import PROMETHEUS_CONFIG, compose, load_yaml
 
@@ -68,28 +61,8 @@ def scrape_config(target_url: str) -> str:
 @contextlib.contextmanager
 def running_compose_prometheus(config: str, data_dir: Path) -> Iterator[ManagedProcess]:
     """The real ``prometheus`` with ``config`` and the compose feature flags; stopped on exit."""
-    binary = require_binary("prometheus")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config_path = data_dir / "prometheus.yml"
-    config_path.write_text(config)
-
-    def argv(port: int) -> list[str]:
-        return [
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={data_dir / 'tsdb'}",
-            f"--web.listen-address={LOOPBACK}:{port}",
-            "--log.level=warn",
-            *compose_prometheus_flags(),
-        ]
-
-    server = start_listening(
-        argv, ready_path="/-/ready", log_dir=data_dir, name="prometheus", env=clean_env()
-    )
-    try:
+    with running_prometheus(config, data_dir, compose_prometheus_flags()) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_prometheus_answers_the_trace_id_of_a_scraped_exemplar(tmp_path: Path) -> None:
