@@ -9,6 +9,7 @@ sampler are used as they are.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,12 +80,30 @@ class TracingSetup:
     """Built by :func:`setup_tracing` (so flushed and shut down with the app)."""
 
     def shutdown(self, timeout_seconds: float) -> None:
-        """Flush pending spans for at most ``timeout_seconds``, then stop, if otelkit built it."""
+        """Flush pending spans and stop, if otelkit built the provider, within
+        ``timeout_seconds`` even when the backend is unreachable.
+
+        The span processor's shutdown waits for an export in progress, retries included, so it
+        runs in a daemon thread that is waited for no longer than the budget.
+        """
         if not self.owned:
             return
         provider: Any = self.tracer_provider
-        provider.force_flush(timeout_millis=int(timeout_seconds * 1000))
-        provider.shutdown()
+        millis = int(timeout_seconds * 1000)
+
+        def flush_and_stop() -> None:
+            provider.force_flush(timeout_millis=millis)
+            provider.shutdown()
+
+        stopping = threading.Thread(target=flush_and_stop, name="otelkit-tracing-shutdown")
+        stopping.daemon = True
+        stopping.start()
+        stopping.join(timeout_seconds)
+        if stopping.is_alive():
+            logger.warning(
+                "otelkit: spans not exported within %.1f s of shutdown were dropped",
+                timeout_seconds,
+            )
 
 
 def setup_tracing(

@@ -530,3 +530,45 @@ async def test_log_correlation_is_off_by_default(
         await http.get("/api/courses/1")
     (record,) = log_records
     assert not hasattr(record, "trace_id")
+
+
+SHUTDOWN_BUDGET_SECONDS = 1.0
+SHUTDOWN_MARGIN_SECONDS = 2.0
+"""Thread start and join on a busy machine; an unbounded shutdown would wait for the OTLP
+exporter's 30 s timeout instead."""
+
+
+def test_shutdown_is_bounded_when_the_backend_does_not_answer() -> None:
+    """Stopping waits at most its budget for spans a backend that never answers cannot take."""
+    import socket
+    import time
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otelkit.tracing import TracingSetup
+
+    with socket.socket() as blackhole:  # accepts connections, never answers
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen()
+        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}/v1/traces"
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint, timeout=30)))
+        with provider.get_tracer("t").start_as_current_span("request"):
+            pass
+        started = time.monotonic()
+        TracingSetup(provider, owned=True).shutdown(SHUTDOWN_BUDGET_SECONDS)
+        elapsed = time.monotonic() - started
+    assert elapsed < SHUTDOWN_BUDGET_SECONDS + SHUTDOWN_MARGIN_SECONDS
+
+
+def test_a_provider_otelkit_did_not_build_is_left_running(
+    tracer_provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    """Shutting an app down does not stop the application's own TracerProvider."""
+    from otelkit.tracing import TracingSetup
+
+    TracingSetup(tracer_provider, owned=False).shutdown(1.0)
+    with tracer_provider.get_tracer("t").start_as_current_span("after"):
+        pass
+    assert [span.name for span in spans.get_finished_spans()] == ["after"]
