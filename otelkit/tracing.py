@@ -165,6 +165,9 @@ class _HeaderGetter(Getter[Scope]):
     def get(self, carrier: Scope, key: str) -> list[str] | None:
         wanted = key.lower().encode("latin-1")
         values = [v.decode("latin-1") for k, v in carrier["headers"] if k == wanted]
+        if len(values) > 1 and wanted == b"baggage":
+            # Several baggage headers are one list; the propagator reads only the first value.
+            return [",".join(values)]
         return values or None
 
     def keys(self, carrier: Scope) -> list[str]:

@@ -153,6 +153,23 @@ async def test_incoming_trace_context_is_continued(
     assert span.context.trace_state.get("vendor") == "abc"
 
 
+async def test_baggage_split_over_several_headers_reaches_the_app(
+    tracer_provider: TracerProvider,
+) -> None:
+    """Two baggage headers are read as one list, as W3C Baggage says."""
+    app = FastAPI()
+
+    @app.get("/")
+    async def read() -> dict[str, Any]:
+        return {"plan": baggage.get_baggage("plan"), "team": baggage.get_baggage("team")}
+
+    otelkit.instrument(app, tracer_provider=tracer_provider, heartbeat_interval=None,
+                       registry=CollectorRegistry())  # fmt: skip
+    async with asgi_client(app) as http:
+        response = await http.get("/", headers=[("baggage", "plan=pro"), ("baggage", "team=a")])
+    assert response.json() == {"plan": "pro", "team": "a"}
+
+
 async def test_without_traceparent_a_new_trace_starts(
     tracer_provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
