@@ -24,6 +24,11 @@ from tests.reliability.conftest import SCALE, MiB, Scale, parse_text, record_fig
 
 FIRST_WAVE_RSS_BUDGET = 20 * MiB
 SECOND_WAVE_RSS_BUDGET = 2 * MiB
+"""At full scale (``make reliability``): a second wave of all-new names costs at most this."""
+SECOND_WAVE_SHARE = 0.25
+"""At CI scale, on a shared machine where the allocator's arenas move by a few MiB: the second
+wave costs at most this share of the first (or the fixed budget, if larger). Memory that grew
+with every new name would make the second wave cost about what the first did."""
 HOT_SERVICES = 100
 """Half of each wave lands on this few services, so the per-service route cap is hit too."""
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PURGE", "BREW", "get")
@@ -184,6 +189,11 @@ def test_hostile_cardinality_stays_bounded(tmp_path: Path, scale: Scale) -> None
     counted_total = sum(counted.get(o, 0) for o in ("accepted", "overflowed", "rejected"))
     first_growth = first_rss - baseline.rss
     second_growth = after_second.rss - first_rss
+    second_budget = (
+        SECOND_WAVE_RSS_BUDGET
+        if scale.name == "full"
+        else max(SECOND_WAVE_RSS_BUDGET, int(first_growth * SECOND_WAVE_SHARE))
+    )
     sent = first.sent + second.sent
 
     record_figure(
@@ -213,8 +223,8 @@ def test_hostile_cardinality_stays_bounded(tmp_path: Path, scale: Scale) -> None
         f"wave 1 ({scale.routes:,} routes): +{first_growth / MiB:.1f} MiB; "
         f"wave 2 (different {scale.routes:,}): {second_growth / MiB:+.1f} MiB "
         f"(baseline {baseline.rss / MiB:.1f} MiB)",
-        f"<= {FIRST_WAVE_RSS_BUDGET // MiB} MiB, then <= {SECOND_WAVE_RSS_BUDGET // MiB} MiB",
-        first_growth <= FIRST_WAVE_RSS_BUDGET and second_growth <= SECOND_WAVE_RSS_BUDGET,
+        f"<= {FIRST_WAVE_RSS_BUDGET // MiB} MiB, then <= {second_budget / MiB:.1f} MiB",
+        first_growth <= FIRST_WAVE_RSS_BUDGET and second_growth <= second_budget,
     )
 
     assert after_second.series <= series_bound
@@ -234,4 +244,4 @@ def test_hostile_cardinality_stays_bounded(tmp_path: Path, scale: Scale) -> None
     )
     assert first.overflowed > 0, "the wave never reached a cap: it proves nothing"
     assert first_growth <= FIRST_WAVE_RSS_BUDGET
-    assert second_growth <= SECOND_WAVE_RSS_BUDGET
+    assert second_growth <= second_budget
