@@ -29,11 +29,13 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from otelkit.instruments import ReportKind
 from otelkit_collector import persistence
 from otelkit_collector.auth import BearerAuthMiddleware
 from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES, CardinalityGuard
+from otelkit_collector.content_type import JsonContentTypeMiddleware
 from otelkit_collector.fastlane import IngestFastLane
 from otelkit_collector.limits import BodySizeLimitMiddleware
 from otelkit_collector.recorder import Recorder
@@ -232,9 +234,20 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         on_reject=count_refused("rejected"),
     )
+    app.add_middleware(JsonContentTypeMiddleware, on_reject=count_refused("rejected"))
     if settings.token is not None:
         app.add_middleware(
             BearerAuthMiddleware, token=settings.token, on_reject=count_refused("unauthorized")
+        )
+    if settings.cors_origins:
+        # Outermost: a browser's preflight carries no token, and every answer, refusals
+        # included, needs the headers that let the page read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -248,7 +261,12 @@ def create_app(
             if exc.detail == _UNPARSABLE_BODY:
                 detail = unparsable_body_detail(exc.__cause__)
                 return JSONResponse(status_code=400, content={"detail": detail, "message": detail})
-        return await http_exception_handler(request, exc)
+        response = await http_exception_handler(request, exc)
+        if isinstance(exc.detail, str) and isinstance(response, JSONResponse):
+            # Every error carries the same shape: detail, and a message to show as it is.
+            content = {"detail": exc.detail, "message": exc.detail}
+            return JSONResponse(content, status_code=exc.status_code, headers=exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:

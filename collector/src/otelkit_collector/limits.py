@@ -18,8 +18,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 async def send_json_error(
     send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    """Send a complete JSON error response ``{"detail": ...}``."""
-    body = json.dumps({"detail": detail}).encode()
+    """Send a complete JSON error response, shaped as every other: ``detail`` and ``message``."""
+    body = json.dumps({"detail": detail, "message": detail}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -79,6 +79,10 @@ _REFUSED_BODY: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "The body is larger than max_body_bytes (OTELKIT_MAX_BODY_BYTES)",
     },
+    415: {
+        "model": ErrorBody,
+        "description": "The body is declared as something other than JSON (Content-Type)",
+    },
     422: {
         "model": ErrorBody,
         "description": "A field breaks a rule (detail and message name both), or a new service "

@@ -87,6 +87,4 @@ class ErrorBody(BaseModel):
     """Every 4xx answer: ``detail`` is a message, or the list of broken rules (422)."""
 
     detail: str | list[ValidationIssue]
-    message: str | None = Field(
-        default=None, description="The broken rules in one line (validation errors only)"
-    )
+    message: str = Field(description="What was refused and why, in one line, to show as it is")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from otelkit.config import check_range, env_float, env_int, env_str, pick
+
+_ORIGIN = re.compile(r"https?://[^\s/?#@]+")
+"""A browser origin: scheme and host (and port), nothing after."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
@@ -30,6 +34,8 @@ class CollectorSettings:
         max_services: distinct services tracked (``OTELKIT_MAX_SERVICES``).
         max_routes_per_service: distinct routes per service (``OTELKIT_MAX_ROUTES_PER_SERVICE``).
         max_series: distinct HTTP histogram series in total (``OTELKIT_MAX_SERIES``).
+        cors_origins: browser origins allowed to call the API, ``*`` for any
+            (``OTELKIT_CORS_ORIGINS``, comma-separated); empty: no CORS, the default.
     """
 
     host: str = DEFAULT_HOST
@@ -48,6 +54,7 @@ class CollectorSettings:
     # ids add up to ~6.5 KiB per series (an exemplar in each of its 15 buckets): ~16 MiB more
     # at most, for 2,000 series plus the 500 overflow ones.
     max_series: int = 2_000
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:
@@ -63,6 +70,13 @@ class CollectorSettings:
         check_range("max_body_bytes", self.max_body_bytes, minimum=1024)
         for name in ("max_services", "max_routes_per_service", "max_series"):
             check_range(name, getattr(self, name), minimum=1)
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins (OTELKIT_CORS_ORIGINS) must hold origins such as "
+                    f"https://app.example.com or http://localhost:3000, or *; got {origin!r}"
+                )
 
     @classmethod
     def from_env(
@@ -92,6 +106,7 @@ class CollectorSettings:
             "max_services": env_int("OTELKIT_MAX_SERVICES", environ, minimum=1),
             "max_routes_per_service": env_int("OTELKIT_MAX_ROUTES_PER_SERVICE", environ, minimum=1),
             "max_series": env_int("OTELKIT_MAX_SERIES", environ, minimum=1),
+            "cors_origins": _origins(env_str("OTELKIT_CORS_ORIGINS", environ)),
         }
         chosen = {
             name: pick(explicit.get(name), value, None)
@@ -99,3 +114,10 @@ class CollectorSettings:
             if pick(explicit.get(name), value, None) is not None
         }
         return cls(**chosen)  # type: ignore[arg-type]
+
+
+def _origins(value: str | None) -> tuple[str, ...] | None:
+    """``OTELKIT_CORS_ORIGINS`` as a tuple of origins (trailing slashes dropped)."""
+    if value is None:
+        return None
+    return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
