@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import (
@@ -200,7 +201,9 @@ def create_app(
             if owned_provider is not None:
                 owned_provider.shutdown()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the collector itself
+    # (/static-offline-docs), never from a CDN, so they work on a machine without internet.
+    app = FastAPIOffline(
         title="otelkit collector",
         summary="Push reports from any language into OpenTelemetry instruments, "
         "scraped by Prometheus at /metrics.",
