@@ -4,16 +4,17 @@ report was recorded in, the latest per bucket; the text format stays as it was."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
+from otelkit.exemplars import ExemplarCollector
 from otelkit.instruments import HTTP_REQUEST_DURATION, OTHER_METHOD, OVERFLOW_VALUE
 from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES
 from otelkit_collector.exemplars import HttpExemplars
@@ -254,13 +255,13 @@ async def test_only_openmetrics_scrapes_read_the_exemplars(
     report = {**COURSES, "trace_id": TRACE_ID}
     assert (await client.post("/api/metrics/http", json=report)).is_success
     reads: list[str] = []
-    attach = HttpExemplars.attach
+    collector = HttpExemplars.collector
 
-    def counted(self: HttpExemplars, families: Iterable[Metric]) -> Iterator[Metric]:
+    def counted(self: HttpExemplars, registry: Collector) -> ExemplarCollector:
         reads.append("attach")
-        return attach(self, families)
+        return collector(self, registry)
 
-    monkeypatch.setattr(HttpExemplars, "attach", counted)
+    monkeypatch.setattr(HttpExemplars, "collector", counted)
 
     for accept in (None, "text/plain", "text/plain; version=0.0.4", "*/*"):
         headers = {} if accept is None else {"accept": accept}

@@ -30,7 +30,6 @@ from otelkit.reports import HttpReport
 from otelkit_collector import render
 from otelkit_collector.app import build_meter_provider
 from otelkit_collector.cardinality import CardinalityGuard
-from otelkit_collector.exposition import WithExemplars
 from otelkit_collector.recorder import Recorder
 from otelkit_collector.render import FastRenderer
 from otelkit_collector.settings import CollectorSettings
@@ -108,7 +107,7 @@ def traced_registry() -> Collector:
     """The collector's registry after reports with trace ids, as OpenMetrics /metrics reads it:
     the HTTP histogram's buckets carrying exemplars."""
     registry, recorder = recorded_registry(traced=True)
-    return WithExemplars(registry, recorder.exemplars)
+    return recorder.exemplars.collector(registry)
 
 
 def library_registry() -> CollectorRegistry:

@@ -2,7 +2,7 @@
 
 A report carrying a ``trace_id`` makes its duration the exemplar of the bucket it falls in,
 in the series it was recorded in: after the cardinality caps, so a folded report's exemplar
-belongs to its overflow series. :meth:`HttpExemplars.attach` puts them on the
+belongs to its overflow series. :meth:`HttpExemplars.collector` puts them on the
 ``http_request_duration_seconds_bucket`` samples that OpenMetrics ``/metrics`` renders; the
 text format 0.0.4 has no exemplars, and is rendered without them.
 
@@ -12,11 +12,11 @@ they start empty when the collector restarts (the state file holds health and us
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
-from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-from otelkit.exemplars import ExemplarStore
+from otelkit.exemplars import ExemplarCollector, ExemplarStore
 from otelkit.instruments import DURATION_BUCKETS_SECONDS, HTTP_REQUEST_DURATION
 
 FAMILY = HTTP_REQUEST_DURATION.prometheus_name
@@ -66,14 +66,11 @@ class HttpExemplars:
                 timestamp=timestamp,
             )
 
-    def attach(self, families: Iterable[Metric]) -> Iterator[Metric]:
-        """``families``, the HTTP histogram's buckets carrying their exemplars (a copy of that
-        family; every other family as it is).
+    def collector(self, registry: Collector) -> ExemplarCollector:
+        """``registry``'s families, the HTTP histogram's buckets carrying their exemplars.
 
         The exporter pads a series that lacks a label its family has with ``""`` (a report
         naming no service reads ``service=""`` once another names one); the store treats an
         empty label as absent, so such a series finds the exemplars it was recorded with.
         """
-        if not len(self._store):
-            return iter(families)
-        return self._store.attach(families)
+        return ExemplarCollector(registry, self._store)

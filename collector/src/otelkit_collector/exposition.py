@@ -8,7 +8,7 @@ format 0.0.4, which has none: its body and cost stay what they are without them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -27,17 +27,6 @@ _RENDERER = FastRenderer()
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text"
 
 
-class WithExemplars(Collector):
-    """A registry's families, the HTTP histogram's buckets carrying their exemplars."""
-
-    def __init__(self, registry: Collector, exemplars: HttpExemplars) -> None:
-        self.registry = registry
-        self.exemplars = exemplars
-
-    def collect(self) -> Iterator[Metric]:
-        return self.exemplars.attach(self.registry.collect())
-
-
 def render(
     registry: CollectorRegistry, accept: str | None, exemplars: HttpExemplars | None = None
 ) -> tuple[bytes, str]:
@@ -48,7 +37,7 @@ def render(
     """
     encoder, content_type = _RENDERER.choose(accept)
     if exemplars is not None and content_type.startswith(OPENMETRICS_CONTENT_TYPE):
-        return encoder(WithExemplars(registry, exemplars)), content_type
+        return encoder(exemplars.collector(registry)), content_type
     return encoder(registry), content_type
 
 
@@ -61,7 +50,7 @@ def http_series(
 ) -> list[HttpSeries]:
     """Every ``http_request_duration_seconds`` series with count, sum, mean and buckets, and
     the trace id of its latest exemplar when ``exemplars`` holds one."""
-    source: Collector = registry if exemplars is None else WithExemplars(registry, exemplars)
+    source: Collector = registry if exemplars is None else exemplars.collector(registry)
     series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     for family in _families(source, HTTP_REQUEST_DURATION.prometheus_name):
         for sample in family.samples:
