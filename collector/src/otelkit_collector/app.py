@@ -9,6 +9,8 @@ import logging
 import multiprocessing
 import time
 from collections.abc import AsyncIterator
+from functools import partial
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -38,13 +40,24 @@ from otelkit_collector.auth import BearerAuthMiddleware
 from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES, CardinalityGuard
 from otelkit_collector.content_type import JsonContentTypeMiddleware
 from otelkit_collector.fastlane import IngestFastLane
+from otelkit_collector.history import History
 from otelkit_collector.limits import BodySizeLimitMiddleware
 from otelkit_collector.recorder import Recorder
 from otelkit_collector.routes import router
+from otelkit_collector.sampling import (
+    SamplingPrometheusReader,
+    SeriesSource,
+    registry_series,
+    sample_periodically,
+)
 from otelkit_collector.settings import CollectorSettings
 from otelkit_collector.state import Clock, ServiceState
+from otelkit_collector.status import StatusSource
+from otelkit_collector.status_routes import router as status_router
 
 logger = logging.getLogger(__name__)
+
+COLLECTOR_VERSION = metadata.version("otelkit-collector")
 
 MULTI_PROCESS_MESSAGE = (
     "the otelkit collector must run as exactly one process: each worker would keep its own "
@@ -99,20 +112,16 @@ def sdk_cardinality_limit(settings: CollectorSettings) -> int:
     return max(http_series, service_series) + 1
 
 
-def build_meter_provider(
+def build_reader(
     registry: CollectorRegistry, settings: CollectorSettings
-) -> SdkMeterProvider:
-    """A MeterProvider exporting to ``registry`` with stable label sets.
+) -> SamplingPrometheusReader:
+    """The collector's Prometheus reader, feeding ``registry`` with stable label sets.
 
     Scope labels and ``target_info`` are off: dashboards and rules rely on exactly the
-    catalogue's labels. The SDK's exemplar sampling is off: the collector's own trace context
-    is no report's, and the Prometheus exporter drops exemplars anyway, so sampling them is
-    pure cost on every record (pushed trace ids become exemplars through the recorder's
-    :class:`~otelkit_collector.exemplars.HttpExemplars` instead).
-    ``settings``' caps, enforced before recording, decide what is folded and counted. SDKs
-    from 1.45 fold past 2,000 attribute sets per metric on their own; where the reader takes
-    a limit, it is set from the caps (:func:`sdk_cardinality_limit`), so that SDK fold never
-    happens first.
+    catalogue's labels. ``settings``' caps, enforced before recording, decide what is folded
+    and counted. SDKs from 1.45 fold past 2,000 attribute sets per metric on their own; where
+    the reader takes a limit, it is set from the caps (:func:`sdk_cardinality_limit`), so that
+    SDK fold never happens first.
     """
     options: dict[str, Any] = {}
     if "cardinality_limits" in inspect.signature(PrometheusMetricReader).parameters:
@@ -128,9 +137,26 @@ def build_meter_provider(
             ),
             limit,
         )
-    reader = PrometheusMetricReader(
+    return SamplingPrometheusReader(
         disable_target_info=True, scope_info_enabled=False, registry=registry, **options
     )
+
+
+def build_meter_provider(
+    registry: CollectorRegistry,
+    settings: CollectorSettings,
+    *,
+    reader: SamplingPrometheusReader | None = None,
+) -> SdkMeterProvider:
+    """A MeterProvider exporting to ``registry`` through ``reader`` (:func:`build_reader`'s,
+    by default).
+
+    The SDK's exemplar sampling is off: the collector's own trace context is no report's, and
+    the Prometheus exporter drops exemplars anyway, so sampling them is pure cost on every
+    record (pushed trace ids become exemplars through the recorder's
+    :class:`~otelkit_collector.exemplars.HttpExemplars` instead).
+    """
+    reader = reader if reader is not None else build_reader(registry, settings)
     return SdkMeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
 
 
@@ -159,9 +185,13 @@ def create_app(
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     owned_provider: SdkMeterProvider | None = None
+    series_source: SeriesSource = partial(registry_series, registry)
     if meter_provider is None:
-        owned_provider = build_meter_provider(registry, settings)
+        # The history reads the collector's own reader: no translation into families.
+        reader = build_reader(registry, settings)
+        owned_provider = build_meter_provider(registry, settings, reader=reader)
         meter_provider = owned_provider
+        series_source = reader.series
 
     state = ServiceState(
         health_ttl_seconds=settings.health_ttl_seconds,
@@ -176,12 +206,21 @@ def create_app(
         max_series=settings.max_series,
     )
     recorder = Recorder(meter_provider, state=state, guard=guard)
+    history = History(
+        slots=settings.history_ticks,
+        window_slots=settings.window_ticks,
+        max_series=guard.series_bound,
+        clock=clock,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if multiprocessing.parent_process() is not None:
             raise RuntimeError(MULTI_PROCESS_MESSAGE)
         saver = lock = None
+        sampler = asyncio.create_task(
+            sample_periodically(history, series_source, settings.history_resolution_seconds)
+        )
         if settings.state_file is not None:
             lock = persistence.lock_state_file(settings.state_file)
             saver = asyncio.create_task(
@@ -192,6 +231,9 @@ def create_app(
         try:
             yield
         finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             if saver is not None:
                 saver.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -207,7 +249,7 @@ def create_app(
         title="otelkit collector",
         summary="Push reports from any language into OpenTelemetry instruments, "
         "scraped by Prometheus at /metrics.",
-        version="0.1.0",
+        version=COLLECTOR_VERSION,
         lifespan=lifespan,
         # A trailing slash must not redirect: POST /api/health/a%2F would be sent on to
         # /api/health/a, recording the health of a service the client did not name.
@@ -220,7 +262,15 @@ def create_app(
     app.state.settings = settings
     app.state.recorder = recorder
     app.state.registry = registry
+    app.state.status = StatusSource(
+        recorder=recorder,
+        history=history,
+        settings=settings,
+        started_at=clock(),
+        version=COLLECTOR_VERSION,
+    )
     app.include_router(router)
+    app.include_router(status_router)
 
     def count_refused(outcome: Any) -> Any:
         def on_reject(path: str) -> None:

@@ -61,6 +61,8 @@ class Recorder:
         }
         # Counts not yet added to the counter: added with the buffered durations.
         self._counts = dict.fromkeys(self._outcome_attributes, 0)
+        # Counts already added to the counter, so the status page need not collect it.
+        self._added = dict.fromkeys(self._outcome_attributes, 0)
 
         # Each recorded series: its attributes, built once, and its binding (otelkit.bound).
         self._series: dict[SeriesKey, _Series] = {}
@@ -160,7 +162,14 @@ class Recorder:
             for key, amount in self._counts.items():
                 if amount:
                     self._reports.add(amount, self._outcome_attributes[key])
+                    self._added[key] += amount
                     self._counts[key] = 0
+
+    def report_totals(self) -> dict[tuple[ReportKind, ReportOutcome], int]:
+        """Reports counted per (kind, outcome): what the next collection of
+        ``otelkit_collector_reports_total`` will show."""
+        with self._buffers_lock:
+            return {key: added + self._counts[key] for key, added in self._added.items()}
 
     def _flush_before_collection(self, options: CallbackOptions) -> Iterable[Observation]:
         # Collections run every observable callback before reading any aggregation.

@@ -13,6 +13,12 @@ from otelkit.config import check_range, env_float, env_int, env_str, pick
 _ORIGIN = re.compile(r"https?://[^\s/?#@]+")
 """A browser origin: scheme and host (and port), nothing after."""
 
+MAX_HISTORY_TICKS = 720
+"""Ticks the status page's history may keep (memory grows with them, per route)."""
+
+STATUS_WINDOW_SECONDS = 300.0
+"""The status page's figures (rate, error ratio, p50, p95) cover the last five minutes."""
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 
@@ -36,6 +42,11 @@ class CollectorSettings:
         max_series: distinct HTTP histogram series in total (``OTELKIT_MAX_SERIES``).
         cors_origins: browser origins allowed to call the API, ``*`` for any
             (``OTELKIT_CORS_ORIGINS``, comma-separated); empty: no CORS, the default.
+        history_seconds: how far back the status page's charts reach
+            (``OTELKIT_HISTORY_SECONDS``).
+        history_resolution_seconds: one tick of that history
+            (``OTELKIT_HISTORY_RESOLUTION_SECONDS``); at most ``MAX_HISTORY_TICKS`` ticks,
+            which bounds the history's memory.
     """
 
     host: str = DEFAULT_HOST
@@ -55,18 +66,33 @@ class CollectorSettings:
     # at most, for 2,000 series plus the 500 overflow ones.
     max_series: int = 2_000
     cors_origins: tuple[str, ...] = ()
+    history_seconds: float = 900.0
+    history_resolution_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:
             raise ValueError(f"port must be within 0-65535, got {self.port}")
         if self.token is not None and not self.token:
             raise ValueError("token must not be empty; leave it unset to disable auth")
-        for name in ("health_ttl_seconds", "state_save_interval_seconds"):
+        for name in (
+            "health_ttl_seconds",
+            "state_save_interval_seconds",
+            "history_seconds",
+            "history_resolution_seconds",
+        ):
             # check_range lets NaN through (every comparison with it is false).
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         check_range("health_ttl_seconds", self.health_ttl_seconds, minimum=0.001)
         check_range("state_save_interval_seconds", self.state_save_interval_seconds, 0.001)
+        check_range("history_resolution_seconds", self.history_resolution_seconds, 0.01)
+        check_range("history_seconds", self.history_seconds, self.history_resolution_seconds)
+        if self.history_ticks > MAX_HISTORY_TICKS:
+            raise ValueError(
+                f"history_seconds / history_resolution_seconds (OTELKIT_HISTORY_SECONDS / "
+                f"OTELKIT_HISTORY_RESOLUTION_SECONDS) must be at most {MAX_HISTORY_TICKS} "
+                f"ticks, got {self.history_ticks}"
+            )
         check_range("max_body_bytes", self.max_body_bytes, minimum=1024)
         for name in ("max_services", "max_routes_per_service", "max_series"):
             check_range(name, getattr(self, name), minimum=1)
@@ -77,6 +103,18 @@ class CollectorSettings:
                     f"cors_origins (OTELKIT_CORS_ORIGINS) must hold origins such as "
                     f"https://app.example.com or http://localhost:3000, or *; got {origin!r}"
                 )
+
+    @property
+    def history_ticks(self) -> int:
+        """Ticks the status page's history keeps."""
+        return max(1, round(self.history_seconds / self.history_resolution_seconds))
+
+    @property
+    def window_ticks(self) -> int:
+        """Ticks the status page's figures cover: the last ``STATUS_WINDOW_SECONDS``, or the
+        whole history when it is shorter."""
+        ticks = round(STATUS_WINDOW_SECONDS / self.history_resolution_seconds)
+        return max(1, min(self.history_ticks, ticks))
 
     @classmethod
     def from_env(
@@ -107,6 +145,10 @@ class CollectorSettings:
             "max_routes_per_service": env_int("OTELKIT_MAX_ROUTES_PER_SERVICE", environ, minimum=1),
             "max_series": env_int("OTELKIT_MAX_SERIES", environ, minimum=1),
             "cors_origins": _origins(env_str("OTELKIT_CORS_ORIGINS", environ)),
+            "history_seconds": env_float("OTELKIT_HISTORY_SECONDS", environ, minimum=0.01),
+            "history_resolution_seconds": env_float(
+                "OTELKIT_HISTORY_RESOLUTION_SECONDS", environ, minimum=0.01
+            ),
         }
         chosen = {
             name: pick(explicit.get(name), value, None)

@@ -120,6 +120,11 @@ class ServiceState:
         """Every active-user count, keyed by service (``None`` when unnamed)."""
         yield from self._users.items()
 
+    @property
+    def named_count(self) -> int:
+        """Named services holding a ``max_services`` slot."""
+        return len(self._named)
+
     def health_entries(self) -> Iterator[tuple[str, HealthEntry]]:
         """Raw last health reports, for persistence."""
         yield from self._health.items()

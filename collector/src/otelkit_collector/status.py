@@ -1,0 +1,183 @@
+"""What the status page shows, as data: every service, its routes and the collector itself.
+
+One snapshot feeds the HTML page and ``GET /api/status``, so the two cannot disagree. Built
+from the state, the history and the recorder's counts; never from a registry collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from otelkit.instruments import REPORT_OUTCOMES
+from otelkit_collector.history import Figures, History, RouteKey
+from otelkit_collector.recorder import Recorder
+from otelkit_collector.settings import CollectorSettings
+
+HealthWord = Literal["stale", "down", "unhealthy", "degraded", "unknown", "healthy"]
+"""A service's health on the page: a reported status, ``stale`` past the TTL, or ``unknown``
+for a service that sends HTTP reports or users but has never reported its health."""
+
+HEALTH_ORDER: dict[str, int] = {
+    word: rank
+    for rank, word in enumerate(("stale", "down", "unhealthy", "degraded", "unknown", "healthy"))
+}
+"""Rows sort by this first: what needs a person's eyes comes first."""
+
+
+class Window(BaseModel):
+    """Traffic over the page's window (the latest ``seconds``)."""
+
+    requests: int = Field(description="Requests reported in the window")
+    errors: int = Field(description="Of those, with a 5xx status")
+    seconds: float = Field(description="How long the window is (shorter just after start)")
+    rate: float | None = Field(description="Requests per second; null before the first tick")
+    error_ratio: float | None = Field(description="errors / requests; null without requests")
+    p50_seconds: float | None = Field(description="Median latency, as histogram_quantile")
+    p95_seconds: float | None = Field(description="95th percentile latency")
+
+
+class RouteStatus(BaseModel):
+    """One route of a service."""
+
+    method: str
+    route: str
+    window: Window
+
+
+class ServiceStatus(BaseModel):
+    """One service: health, users and traffic (``service`` is null for unnamed reports)."""
+
+    service: str | None
+    health: HealthWord
+    last_report: float | None = Field(description="Unix time of the last health report")
+    age_seconds: float | None = Field(description="Seconds since the last health report")
+    active_users: int | None
+    window: Window
+    routes: list[RouteStatus]
+
+
+class CollectorStatus(BaseModel):
+    """The collector itself."""
+
+    version: str
+    started_at: float
+    uptime_seconds: float
+    reports: dict[str, int] = Field(description="Reports of every kind, per outcome")
+    series: int = Field(description="HTTP series admitted under the caps")
+    max_series: int
+    services: int = Field(description="Named services holding a max_services slot")
+    max_services: int
+    max_routes_per_service: int
+    health_ttl_seconds: float
+    history_seconds: float = Field(description="How far back the page's charts reach")
+    resolution_seconds: float = Field(description="One tick of that history")
+    window_seconds: float = Field(description="What the figures cover, as of the latest tick")
+    ticks: int = Field(description="Ticks taken since the collector started")
+
+
+class StatusView(BaseModel):
+    """Everything the status page shows."""
+
+    generated_at: float
+    services: list[ServiceStatus] = Field(description="Stale and unhealthy services first")
+    collector: CollectorStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSource:
+    """What a snapshot is read from; made once by the app factory."""
+
+    recorder: Recorder
+    history: History
+    settings: CollectorSettings
+    started_at: float
+    version: str
+
+
+def window_of(figures: Figures) -> Window:
+    """A history window as the API shows it."""
+    return Window(
+        requests=figures.requests,
+        errors=figures.errors,
+        seconds=figures.seconds,
+        rate=figures.rate,
+        error_ratio=figures.error_ratio,
+        p50_seconds=figures.p50,
+        p95_seconds=figures.p95,
+    )
+
+
+def snapshot(source: StatusSource, *, only: str | None = None) -> StatusView:
+    """The status as of now; ``only`` keeps one service (``""``: the unnamed one)."""
+    state, history = source.recorder.state, source.history
+    now = state.clock()
+    health = {view.service: view for view in state.health_views()}
+    users = {service or "": entry.count for service, entry in state.users()}
+    routes: dict[str, list[RouteKey]] = {}
+    for key in history.routes():
+        routes.setdefault(key.service, []).append(key)
+    names: Iterable[str] = {*health, *users, *routes}
+    if only is not None:
+        names = [only] if only in names else []
+    services = []
+    for name in names:
+        view = health.get(name)
+        keys = sorted(routes.get(name, ()), key=lambda key: (key.route, key.method))
+        services.append(
+            ServiceStatus(
+                service=name or None,
+                health=view.status if view is not None else "unknown",
+                last_report=view.reported_at if view is not None else None,
+                age_seconds=view.age_seconds if view is not None else None,
+                active_users=users.get(name),
+                window=window_of(history.figures(keys)),
+                routes=[
+                    RouteStatus(
+                        method=key.method, route=key.route, window=window_of(history.figures([key]))
+                    )
+                    for key in keys
+                ],
+            )
+        )
+    services.sort(key=lambda s: (HEALTH_ORDER[s.health], s.service or ""))
+    return StatusView(generated_at=now, services=services, collector=collector_status(source))
+
+
+def collector_status(source: StatusSource) -> CollectorStatus:
+    """The collector's own figures: reports per outcome, caps in use, uptime."""
+    recorder, settings = source.recorder, source.settings
+    reports: dict[str, int] = dict.fromkeys(REPORT_OUTCOMES, 0)
+    for (_, outcome), count in recorder.report_totals().items():
+        reports[outcome] += count
+    now = recorder.state.clock()
+    return CollectorStatus(
+        version=source.version,
+        started_at=source.started_at,
+        uptime_seconds=max(0.0, now - source.started_at),
+        reports=reports,
+        series=recorder.guard.series_count,
+        max_series=settings.max_series,
+        services=recorder.state.named_count,
+        max_services=settings.max_services,
+        max_routes_per_service=settings.max_routes_per_service,
+        health_ttl_seconds=settings.health_ttl_seconds,
+        history_seconds=settings.history_seconds,
+        resolution_seconds=settings.history_resolution_seconds,
+        window_seconds=source.history.window_seconds,
+        ticks=source.history.samples,
+    )
+
+
+def stamp(source: StatusSource) -> str:
+    """Changes whenever what the page shows may have: a page polls it to know when to reload.
+
+    Ages tick every second; they change the stamp only when a service turns stale.
+    """
+    state = source.recorder.state
+    stale = sum(1 for view in state.health_views() if view.status == "stale")
+    reports = sum(source.recorder.report_totals().values())
+    return f"{state.version}.{source.history.samples}.{stale}.{reports}"
