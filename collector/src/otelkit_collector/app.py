@@ -213,13 +213,22 @@ def create_app(
         clock=clock,
     )
 
+    status = StatusSource(
+        recorder=recorder,
+        history=history,
+        series=series_source,
+        settings=settings,
+        started_at=clock(),
+        version=COLLECTOR_VERSION,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if multiprocessing.parent_process() is not None:
             raise RuntimeError(MULTI_PROCESS_MESSAGE)
         saver = lock = None
         sampler = asyncio.create_task(
-            sample_periodically(history, series_source, settings.history_resolution_seconds)
+            sample_periodically(status.take_tick, settings.history_resolution_seconds)
         )
         if settings.state_file is not None:
             lock = persistence.lock_state_file(settings.state_file)
@@ -262,13 +271,7 @@ def create_app(
     app.state.settings = settings
     app.state.recorder = recorder
     app.state.registry = registry
-    app.state.status = StatusSource(
-        recorder=recorder,
-        history=history,
-        settings=settings,
-        started_at=clock(),
-        version=COLLECTOR_VERSION,
-    )
+    app.state.status = status
     app.include_router(router)
     app.include_router(status_router)
 

@@ -6,6 +6,7 @@ reserve, and every folded report is reported back so it can be counted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final, NamedTuple
 
 from otelkit.instruments import OTHER_METHOD, OVERFLOW_VALUE
@@ -75,6 +76,15 @@ class CardinalityGuard:
         """The most distinct series :meth:`admit` can ever answer: ``max_series`` (route
         overflow series included) plus one global overflow series per status code."""
         return self.max_series + OVERFLOW_RESERVE_STATUSES
+
+    @property
+    def service_count(self) -> int:
+        """Services with HTTP series (the overflow service included once it exists)."""
+        return len(self._routes)
+
+    def series(self) -> Iterator[SeriesKey]:
+        """Every series admitted under the caps (overflow folds not included)."""
+        return iter(self._series)
 
     @property
     def series_count(self) -> int:

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData
 from prometheus_client.registry import Collector
 
 from otelkit.instruments import HTTP_REQUEST_DURATION
-from otelkit_collector.history import History, SeriesLabels
+from otelkit_collector.history import SeriesLabels
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,8 @@ def registry_series(registry: Collector) -> Iterator[tuple[SeriesLabels, Sequenc
             yield labels, [now - before for now, before in zip(cumulative, below, strict=True)]
 
 
-async def sample_periodically(
-    history: History, source: SeriesSource, resolution_seconds: float
-) -> None:
-    """Take a tick every ``resolution_seconds`` until cancelled.
+async def sample_periodically(take_tick: Callable[[], None], resolution_seconds: float) -> None:
+    """Call ``take_tick`` every ``resolution_seconds`` until cancelled.
 
     On the event loop, as ``/metrics`` renders: the gauges' callbacks read state that only
     the loop changes.
@@ -110,6 +108,6 @@ async def sample_periodically(
     while True:
         await asyncio.sleep(resolution_seconds)
         try:
-            history.sample(source())
+            take_tick()
         except Exception:  # a tick lost is better than a page that stops for good
             logger.exception("status history: a tick could not be taken")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from otelkit.instruments import REPORT_OUTCOMES
 from otelkit_collector.history import Figures, History, RouteKey
 from otelkit_collector.recorder import Recorder
+from otelkit_collector.sampling import SeriesSource
 from otelkit_collector.settings import CollectorSettings
 
 HealthWord = Literal["stale", "down", "unhealthy", "degraded", "unknown", "healthy"]
@@ -69,7 +70,8 @@ class CollectorStatus(BaseModel):
     reports: dict[str, int] = Field(description="Reports of every kind, per outcome")
     series: int = Field(description="HTTP series admitted under the caps")
     max_series: int
-    services: int = Field(description="Named services holding a max_services slot")
+    services: int = Field(description="Named services with health or users (max_services)")
+    http_services: int = Field(description="Services with HTTP series (max_services)")
     max_services: int
     max_routes_per_service: int
     health_ttl_seconds: float
@@ -93,9 +95,15 @@ class StatusSource:
 
     recorder: Recorder
     history: History
+    series: SeriesSource
+    """Where each tick reads the HTTP histogram."""
     settings: CollectorSettings
     started_at: float
     version: str
+
+    def take_tick(self) -> None:
+        """Add one tick to the history (the app does it every ``history_resolution_seconds``)."""
+        self.history.sample(self.series())
 
 
 def window_of(figures: Figures) -> Window:
@@ -117,9 +125,13 @@ def snapshot(source: StatusSource, *, only: str | None = None) -> StatusView:
     now = state.clock()
     health = {view.service: view for view in state.health_views()}
     users = {service or "": entry.count for service, entry in state.users()}
-    routes: dict[str, list[RouteKey]] = {}
+    routes: dict[str, set[RouteKey]] = {}
     for key in history.routes():
-        routes.setdefault(key.service, []).append(key)
+        routes.setdefault(key.service, set()).add(key)
+    # Series recorded since the latest tick are listed too, with no figures yet.
+    for series in source.recorder.guard.series():
+        key = RouteKey(series.service, series.method, series.route)
+        routes.setdefault(key.service, set()).add(key)
     names: Iterable[str] = {*health, *users, *routes}
     if only is not None:
         names = [only] if only in names else []
@@ -162,6 +174,7 @@ def collector_status(source: StatusSource) -> CollectorStatus:
         series=recorder.guard.series_count,
         max_series=settings.max_series,
         services=recorder.state.named_count,
+        http_services=recorder.guard.service_count,
         max_services=settings.max_services,
         max_routes_per_service=settings.max_routes_per_service,
         health_ttl_seconds=settings.health_ttl_seconds,

@@ -265,8 +265,7 @@ def render_missing(service: str) -> str:
 def _collector_section(view: StatusView) -> str:
     collector = view.collector
     reports = "".join(
-        f'<tr><th scope="row">{text(outcome)}</th><td class="num">'
-        f"{count(reports)}</td></tr>"
+        f'<tr><th scope="row">{text(outcome)}</th><td class="num">{count(reports)}</td></tr>'
         for outcome, reports in collector.reports.items()
     )
     return (
@@ -274,7 +273,10 @@ def _collector_section(view: StatusView) -> str:
         f'<table class="reports"><caption>Reports</caption><tbody>{reports}</tbody></table>'
         '<dl class="facts">'
         f"<dt>HTTP series</dt><dd>{_in_use(collector.series, collector.max_series)}</dd>"
-        f"<dt>Services</dt><dd>{_in_use(collector.services, collector.max_services)}</dd>"
+        f"<dt>Services with health or users</dt>"
+        f"<dd>{_in_use(collector.services, collector.max_services)}</dd>"
+        f"<dt>Services with HTTP series</dt>"
+        f"<dd>{_in_use(collector.http_services, collector.max_services)}</dd>"
         f"<dt>Routes per service, at most</dt><dd>{collector.max_routes_per_service:,}</dd>"
         f"<dt>Health TTL</dt><dd>{age_text(collector.health_ttl_seconds)}</dd>"
         f"<dt>Uptime</dt><dd>{number(collector.uptime_seconds, age_text(collector.uptime_seconds))}"
