@@ -38,6 +38,7 @@ from otelkit.instruments import ReportKind
 from otelkit_collector import persistence
 from otelkit_collector.auth import BearerAuthMiddleware
 from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES, CardinalityGuard
+from otelkit_collector.charts import TrendCache
 from otelkit_collector.content_type import JsonContentTypeMiddleware
 from otelkit_collector.fastlane import IngestFastLane
 from otelkit_collector.history import History
@@ -220,6 +221,7 @@ def create_app(
         settings=settings,
         started_at=clock(),
         version=COLLECTOR_VERSION,
+        trends=TrendCache(history),
     )
 
     @contextlib.asynccontextmanager

@@ -64,9 +64,11 @@ class Figures:
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """One tick of a chart: its end time, requests per second and p95 (``None``: no request)."""
+    """One tick of a chart: its end time, requests, requests per second and p95 (``None``: no
+    request)."""
 
     at: float
+    requests: int
     rate: float
     p95: float | None
 
@@ -202,24 +204,26 @@ class History:
 
     def figures(self, keys: Iterable[RouteKey]) -> Figures:
         """The window's figures for ``keys`` together (one route, or a service's routes)."""
-        summed = [0] * (WIDTH + 1)
-        for key in keys:
-            route = self._routes.get(key)
-            if route is not None:
-                for index, count in enumerate(route.window):
-                    summed[index] += count
+        windows = [route.window for key in keys if (route := self._routes.get(key)) is not None]
+        if len(windows) == 1:
+            summed: Sequence[int] = windows[0]
+        else:
+            summed = [sum(column) for column in zip(*windows, strict=True)] or [0] * (WIDTH + 1)
         return self._figures(summed, self.window_seconds)
 
     def _figures(self, counts: Sequence[int], seconds: float) -> Figures:
         requests, errors = counts[TOTAL], counts[ERRORS]
+        p50 = p95 = None
+        if requests:
+            p50, p95 = quantile(0.5, counts, self.bounds), quantile(0.95, counts, self.bounds)
         return Figures(
             requests=requests,
             errors=errors,
             seconds=seconds,
             rate=requests / seconds if seconds > 0 and self.samples else None,
             error_ratio=errors / requests if requests else None,
-            p50=quantile(0.5, counts, self.bounds),
-            p95=quantile(0.95, counts, self.bounds),
+            p50=p50,
+            p95=p95,
         )
 
     def chart(self, keys: Iterable[RouteKey]) -> list[Point]:
@@ -238,6 +242,7 @@ class History:
             points.append(
                 Point(
                     at=self._time(tick + 1),
+                    requests=requests,
                     rate=requests / seconds if seconds > 0 else 0.0,
                     p95=quantile(0.95, counts, self.bounds),
                 )

@@ -6,11 +6,11 @@ from the state, the history and the recorder's counts; never from a registry col
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from otelkit.instruments import REPORT_OUTCOMES
 from otelkit_collector.history import Figures, History, RouteKey
@@ -29,19 +29,27 @@ HEALTH_ORDER: dict[str, int] = {
 """Rows sort by this first: what needs a person's eyes comes first."""
 
 
-class Window(BaseModel):
+@dataclass(slots=True)
+class Window:
     """Traffic over the page's window (the latest ``seconds``)."""
 
-    requests: int = Field(description="Requests reported in the window")
-    errors: int = Field(description="Of those, with a 5xx status")
-    seconds: float = Field(description="How long the window is (shorter just after start)")
-    rate: float | None = Field(description="Requests per second; null before the first tick")
-    error_ratio: float | None = Field(description="errors / requests; null without requests")
-    p50_seconds: float | None = Field(description="Median latency, as histogram_quantile")
-    p95_seconds: float | None = Field(description="95th percentile latency")
+    requests: Annotated[int, Field(description="Requests reported in the window")]
+    errors: Annotated[int, Field(description="Of those, with a 5xx status")]
+    seconds: Annotated[
+        float, Field(description="How long the window is (shorter just after start)")
+    ]
+    rate: Annotated[
+        float | None, Field(description="Requests per second; null before the first tick")
+    ]
+    error_ratio: Annotated[
+        float | None, Field(description="errors / requests; null without requests")
+    ]
+    p50_seconds: Annotated[float | None, Field(description="Median latency, as histogram_quantile")]
+    p95_seconds: Annotated[float | None, Field(description="95th percentile latency")]
 
 
-class RouteStatus(BaseModel):
+@dataclass(slots=True)
+class RouteStatus:
     """One route of a service."""
 
     method: str
@@ -49,43 +57,52 @@ class RouteStatus(BaseModel):
     window: Window
 
 
-class ServiceStatus(BaseModel):
+@dataclass(slots=True)
+class ServiceStatus:
     """One service: health, users and traffic (``service`` is null for unnamed reports)."""
 
     service: str | None
     health: HealthWord
-    last_report: float | None = Field(description="Unix time of the last health report")
-    age_seconds: float | None = Field(description="Seconds since the last health report")
+    last_report: Annotated[float | None, Field(description="Unix time of the last health report")]
+    age_seconds: Annotated[float | None, Field(description="Seconds since the last health report")]
     active_users: int | None
     window: Window
     routes: list[RouteStatus]
 
 
-class CollectorStatus(BaseModel):
+@dataclass(slots=True)
+class CollectorStatus:
     """The collector itself."""
 
     version: str
     started_at: float
     uptime_seconds: float
-    reports: dict[str, int] = Field(description="Reports of every kind, per outcome")
-    series: int = Field(description="HTTP series admitted under the caps")
+    reports: Annotated[dict[str, int], Field(description="Reports of every kind, per outcome")]
+    series: Annotated[int, Field(description="HTTP series admitted under the caps")]
     max_series: int
-    services: int = Field(description="Named services with health or users (max_services)")
-    http_services: int = Field(description="Services with HTTP series (max_services)")
+    services: Annotated[
+        int, Field(description="Named services with health or users (max_services)")
+    ]
+    http_services: Annotated[int, Field(description="Services with HTTP series (max_services)")]
     max_services: int
     max_routes_per_service: int
     health_ttl_seconds: float
-    history_seconds: float = Field(description="How far back the page's charts reach")
-    resolution_seconds: float = Field(description="One tick of that history")
-    window_seconds: float = Field(description="What the figures cover, as of the latest tick")
-    ticks: int = Field(description="Ticks taken since the collector started")
+    history_seconds: Annotated[float, Field(description="How far back the page's charts reach")]
+    resolution_seconds: Annotated[float, Field(description="One tick of that history")]
+    window_seconds: Annotated[
+        float, Field(description="What the figures cover, as of the latest tick")
+    ]
+    ticks: Annotated[int, Field(description="Ticks taken since the collector started")]
 
 
-class StatusView(BaseModel):
+@dataclass(slots=True)
+class StatusView:
     """Everything the status page shows."""
 
     generated_at: float
-    services: list[ServiceStatus] = Field(description="Stale and unhealthy services first")
+    services: Annotated[
+        list[ServiceStatus], Field(description="Stale and unhealthy services first")
+    ]
     collector: CollectorStatus
 
 
@@ -100,6 +117,8 @@ class StatusSource:
     settings: CollectorSettings
     started_at: float
     version: str
+    trends: Callable[[str, str], str]
+    """Each service's home-page sparkline by name and escaped title (``charts.TrendCache``)."""
 
     def take_tick(self) -> None:
         """Add one tick to the history (the app does it every ``history_resolution_seconds``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from otelkit_collector import charts
@@ -167,25 +167,23 @@ def _counts(view: StatusView) -> str:
     return f"{len(view.services)} {noun}" + (f": {parts}" if parts else "")
 
 
-def render_home(view: StatusView, stamp: str, trends: Mapping[str, Sequence[int]]) -> str:
+def render_home(view: StatusView, stamp: str, trend: Callable[[str, str], str]) -> str:
     """The home page: every service (those needing attention first), then the collector.
 
-    ``trends`` holds each service's requests per tick, oldest first (``""``: unnamed).
+    ``trend`` draws a service's sparkline from its name (``""``: unnamed) and escaped title.
     """
     rows = []
     for service in view.services:
         name = service.service
         label = service_label(name)
-        trend = charts.sparkline(
-            trends.get(name or "", ()), title=f"requests per tick, {text(name or UNNAMED)}"
-        )
+        drawn = trend(name or "", f"requests per tick, {text(name or UNNAMED)}")
         rows.append(
             f'<tr class="service" data-health="{service.health}" '
             f'data-key="{text(service_href(name))}">'
             f'<th scope="row"><a href="{text(service_href(name))}">{label}</a></th>'
             f"<td>{health(service.health)}</td><td>{age(service)}</td>"
             f'<td class="num">{count(service.active_users)}</td>'
-            f"{_window_cells(service.window)}<td>{trend}</td>"
+            f"{_window_cells(service.window)}<td>{drawn}</td>"
             f"<td>{_route_names(service.routes)}</td></tr>"
         )
     window = age_text(view.collector.history_seconds)

@@ -42,9 +42,7 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
 async def home(source: StatusDep) -> HTMLResponse:
     """The status page: every service's health, users, traffic and routes; the collector."""
     view = snapshot(source)
-    history = source.history
-    trends = {s.service or "": history.service_totals(s.service or "") for s in view.services}
-    return _html(status_page.render_home(view, stamp(source), trends))
+    return _html(status_page.render_home(view, stamp(source), source.trends))
 
 
 @router.get("/services/{service:path}", response_class=HTMLResponse, tags=["status page"])
