@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -15,6 +16,8 @@ import httpx
 import pytest
 import yaml
 
+from otelkit_collector.app import create_app
+from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import (
     LOOPBACK,
     REPO_ROOT,
@@ -350,3 +353,19 @@ def test_python_examples_run(tmp_path: Path, index: int) -> None:
     if "tracing=True" in code[index]:
         assert LOG_WITH_TRACE.search(completed.stderr), completed.stderr
         assert any(span.name == "GET /api/courses/{course_id}" for span in receiver.spans())
+
+
+def test_status_page_headers_are_the_ones_served() -> None:
+    """The header block the README shows for the status page is what / is served with."""
+    (shown,) = [block for block in blocks("") if "Content-Security-Policy" in block]
+    documented = dict(line.split(": ", 1) for line in shown.strip().splitlines())
+    app = create_app(CollectorSettings.from_env(environ={}))
+
+    async def fetch() -> httpx.Headers:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            return (await client.get("/")).headers
+
+    served = asyncio.run(fetch())
+    assert documented == {name: served[name] for name in documented}
+    assert set(documented) >= {"Content-Security-Policy", "X-Frame-Options"}
