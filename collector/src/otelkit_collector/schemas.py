@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from otelkit.instruments import SERVICE_HEALTH_STATUS
 from otelkit_collector.state import EffectiveStatus
 
 
@@ -12,7 +13,7 @@ class ServiceHealth(BaseModel):
 
     service: str
     status: EffectiveStatus = Field(description="Last reported status, or 'stale' past the TTL")
-    value: int = Field(description="service_health_status: 1 healthy, else 0")
+    value: int = Field(description=f"{SERVICE_HEALTH_STATUS.prometheus_name}: 1 healthy, else 0")
     last_report: float = Field(description="Unix time of the last health report")
     age_seconds: float = Field(description="Seconds since the last health report")
 
