@@ -531,3 +531,24 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
         "/healthz",
     }
     assert set(paths["/api/health/{service}"]) == {"post", "delete"}
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        pytest.param("/api/health/a%2Fb", "a/b", id="encoded-slash"),
+        pytest.param("/api/health/team/api", "team/api", id="plain-slash"),
+        pytest.param("/api/health/x%2F", "x/", id="trailing-encoded-slash"),
+    ],
+)
+async def test_a_service_name_with_a_slash_reports_and_forgets_its_health(
+    client: httpx.AsyncClient, path: str, service: str
+) -> None:
+    """The push client sends a name holding "/" percent-encoded; the server decodes it before
+    routing, and the health is recorded under the name as sent, then forgotten by it."""
+    response = await client.post(path, json={"status": "degraded"})
+    assert response.status_code == 200, response.text
+    services = (await client.get("/api/metrics")).json()["services"]
+    assert [(s["service"], s["status"]) for s in services] == [(service, "degraded")]
+    forgotten = await client.delete(path)
+    assert forgotten.json() == {"service": service, "forgotten": True}

@@ -74,13 +74,25 @@ def poll(
         time.sleep(interval)
 
 
+DEBIAN_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "amtool": "prometheus-alertmanager",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "curl": "curl",
+}
+"""The Debian package that carries each binary the suite runs."""
+
+
 def require_binary(name: str) -> str:
     """The path of ``name`` on PATH; a missing binary fails the test (CI installs it)."""
     path = shutil.which(name)
     if path is None:
+        package = DEBIAN_PACKAGES.get(name, name)
         pytest.fail(
             f"`{name}` is not on PATH: the end-to-end tests need the real binary "
-            "(Debian/Ubuntu: apt-get install prometheus; .ci/run installs it)"
+            f"(Debian/Ubuntu: apt-get install {package}; .ci/run installs it)"
         )
     return path
 

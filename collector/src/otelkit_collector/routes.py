@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from otelkit.reports import (
     LABEL_TEXT_PATTERN,
@@ -137,8 +138,29 @@ async def metrics_json(recorder: RecorderDep, registry: RegistryDep) -> MetricsV
     )
 
 
+class ServiceNameConvertor(Convertor[str]):
+    """The rest of the path, whatever it holds: a service name may contain "/", sent as %2F
+    (the push client does) and decoded by the server before routing, where one path segment
+    would answer 404 and lose the report; and control characters must reach validation, to
+    be refused by name, which Starlette's ``path`` (``.*``: no newline) would not let them."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("service_name", ServiceNameConvertor())
+
+
 @router.post(
-    "/api/health/{service}", response_model=Accepted, responses=_REFUSED_BODY, tags=["write"]
+    "/api/health/{service:service_name}",
+    response_model=Accepted,
+    responses=_REFUSED_BODY,
+    tags=["write"],
 )
 async def report_health(
     service: ServicePath, report: HealthReport, recorder: RecorderDep
@@ -153,7 +175,10 @@ async def report_health(
 
 
 @router.delete(
-    "/api/health/{service}", response_model=Forgotten, responses=_REFUSED_PATH, tags=["write"]
+    "/api/health/{service:service_name}",
+    response_model=Forgotten,
+    responses=_REFUSED_PATH,
+    tags=["write"],
 )
 async def forget_service(service: ServicePath, recorder: RecorderDep) -> Forgotten:
     """Forget a service: its health, last-report and users series disappear."""
