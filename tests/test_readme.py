@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -15,7 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from otelkit.instruments import (
+    CATALOGUE,
+    COLLECTOR_REPORTS,
+    DURATION_BUCKETS_SECONDS,
+    HTTP_REQUEST_DURATION,
+    PROCESS_METRIC_PREFIXES,
+    PUSH_OUTCOMES,
+    PUSH_REPORTS,
+    REPORT_KINDS,
+    REPORT_OUTCOMES,
+)
 from otelkit_collector.app import create_app
 from otelkit_collector.settings import CollectorSettings
 from tests.e2e.servers import (
@@ -26,6 +39,12 @@ from tests.e2e.servers import (
     require_binary,
     running_collector,
     start_listening,
+)
+from tests.otelkit.test_autoinstrument import (
+    ALSO_ON,
+    ALSO_ON_STABLE,
+    DISABLED,
+    FASTAPI_NATIVE_METRICS,
 )
 from tests.otlp_receiver import running_otlp_receiver
 
@@ -281,7 +300,7 @@ def test_service_commands_start_and_record(tmp_path: Path, command: str) -> None
             assert 'route="/api/courses/{course_id}",service="courses"' in pushed
 
 
-PYTHON_EXPECTATIONS = [
+PYTHON_EXPECTATIONS: list[tuple[list[str], list[str]] | None] = [
     # (what the block's app must answer, what the exposition must then contain)
     (
         ["/api/courses/1"],
@@ -291,7 +310,7 @@ PYTHON_EXPECTATIONS = [
             "active_users_total 127.0",
         ],
     ),
-    ([], []),
+    None,  # the middleware on its own: test_middleware_example_records_as_documented
     ([], ['service_health_status{service="courses"} 1.0']),
     (["/api/courses/1"], ['route="/api/courses/{course_id}"']),
 ]
@@ -300,17 +319,22 @@ LOG_WITH_TRACE = re.compile(
 )
 
 
+PYTHON_EXAMPLES = ["instrument", "middleware", "health-check", "log-correlation"]
+MIDDLEWARE_EXAMPLE = PYTHON_EXAMPLES.index("middleware")
+RUN_WITH_EXPECTATIONS = [i for i, found in enumerate(PYTHON_EXPECTATIONS) if found is not None]
+
+
 @pytest.mark.parametrize(
-    "index",
-    range(len(PYTHON_EXPECTATIONS)),
-    ids=["instrument", "middleware", "health-check", "log-correlation"],
+    "index", RUN_WITH_EXPECTATIONS, ids=[PYTHON_EXAMPLES[i] for i in RUN_WITH_EXPECTATIONS]
 )
 def test_python_examples_run(tmp_path: Path, index: int) -> None:
     """Each Python block runs as written in a fresh interpreter and records what it says; the
     traced one exports the request's span and logs with its ids."""
     code = blocks("python")
-    assert len(code) == len(PYTHON_EXPECTATIONS)
-    paths, expected = PYTHON_EXPECTATIONS[index]
+    assert len(code) == len(PYTHON_EXPECTATIONS) == len(PYTHON_EXAMPLES)
+    expectation = PYTHON_EXPECTATIONS[index]
+    assert expectation is not None
+    paths, expected = expectation
     harness = tmp_path / "harness.py"
     harness.write_text(
         code[index]
@@ -369,3 +393,172 @@ def test_status_page_headers_are_the_ones_served() -> None:
     served = asyncio.run(fetch())
     assert documented == {name: served[name] for name in documented}
     assert set(documented) >= {"Content-Security-Policy", "X-Frame-Options"}
+
+
+MIDDLEWARE_EXCLUDED = ("/metrics", "/healthz", "/internal/ping")
+"""The example's ``excluded_paths``: requested, never recorded."""
+MIDDLEWARE_REQUESTS = [
+    ("GET", "/api/invoices/7"),
+    ("GET", "/api/invoices/8"),
+    ("PURGE", "/api/invoices/7"),  # a method outside the standard nine, on a known route
+    ("GET", "/no/such/page"),
+    *(("GET", path) for path in MIDDLEWARE_EXCLUDED),
+]
+MIDDLEWARE_SERIES = {
+    # (method, route, status): requests counted, per the README's MetricsMiddleware bullet
+    ("GET", "/api/invoices/{invoice_id}", "200"): 2,  # the template, never the raw path
+    ("_OTHER", "/api/invoices/{invoice_id}", "405"): 1,
+    ("GET", "__unmatched__", "404"): 1,
+}
+
+
+def test_middleware_example_records_as_documented(tmp_path: Path) -> None:
+    """The README's stand-alone ``MetricsMiddleware`` block, run as written (plus one route):
+    its registry gets ``http_request_duration_seconds`` labelled exactly ``method``, ``route``
+    (the template; ``__unmatched__`` where no route matches) and ``status``, methods outside
+    the standard nine as ``_OTHER``, and nothing for the paths it excludes."""
+    code = blocks("python")[MIDDLEWARE_EXAMPLE]
+    assert "otelkit.MetricsMiddleware" in code
+    excluded = re.search(r"excluded_paths=(\[[^]]*\])", code)
+    assert excluded is not None
+    assert tuple(ast.literal_eval(excluded.group(1))) == MIDDLEWARE_EXCLUDED
+    harness = tmp_path / "harness.py"
+    harness.write_text(
+        code
+        + textwrap.dedent(
+            f"""
+
+            from fastapi.testclient import TestClient as _TestClient
+            from prometheus_client import generate_latest as _generate_latest
+
+
+            @app.get("/api/invoices/{{invoice_id}}")
+            async def _get_invoice(invoice_id: int) -> dict[str, int]:
+                return {{"id": invoice_id}}
+
+
+            with _TestClient(app) as _client:
+                for _method, _path in {MIDDLEWARE_REQUESTS!r}:
+                    _client.request(_method, _path)
+            print(_generate_latest(setup.registry).decode())
+            """
+        )
+    )
+    completed = subprocess.run(
+        [sys.executable, str(harness)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env=clean_env({}),
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    families = {family.name: family for family in text_string_to_metric_families(completed.stdout)}
+    assert set(families) == {HTTP_REQUEST_DURATION.prometheus_name}, sorted(families)
+    samples = families[HTTP_REQUEST_DURATION.prometheus_name].samples
+    assert {frozenset(sample.labels) - {"le"} for sample in samples} == {
+        frozenset({"method", "route", "status"})
+    }
+    counts = {
+        (sample.labels["method"], sample.labels["route"], sample.labels["status"]): sample.value
+        for sample in samples
+        if sample.name == f"{HTTP_REQUEST_DURATION.prometheus_name}_count"
+    }
+    assert counts == MIDDLEWARE_SERIES
+
+
+METRICS_SECTION = re.compile(r"^## The metrics\n(.*?)^## ", re.MULTILINE | re.DOTALL)
+BACKTICKED = re.compile(r"`([^`]+)`")
+DOCUMENTED_LABEL_VALUES = {
+    (COLLECTOR_REPORTS.prometheus_name, "kind"): REPORT_KINDS,
+    (COLLECTOR_REPORTS.prometheus_name, "outcome"): REPORT_OUTCOMES,
+    (PUSH_REPORTS.prometheus_name, "outcome"): PUSH_OUTCOMES,
+}
+"""The label values the README lists, and the catalogue's tuples they must equal."""
+
+
+def metric_table() -> list[tuple[list[str], str, str]]:
+    """The rows of the README's metric table: (names, kind cell, labels cell)."""
+    section = METRICS_SECTION.search(README.read_text())
+    assert section is not None, "README has no '## The metrics' section"
+    lines = [line for line in section.group(1).splitlines() if line.startswith("|")]
+    header, rule, *rows = lines
+    assert header == "| Prometheus name | kind | labels |"
+    assert set(rule) <= {"|", "-"}
+    table = []
+    for row in rows:
+        names, kind, labels = (cell.strip() for cell in row.strip("|").split("|"))
+        table.append((BACKTICKED.findall(names), kind, labels))
+    return table
+
+
+def documented_labels(cell: str) -> dict[str, tuple[str, ...]]:
+    """A labels cell as {label: the values listed in parentheses after it (none: empty)}."""
+    labels: dict[str, tuple[str, ...]] = {}
+    for match in re.finditer(r"`(\w+)`(?: \(([^)]*)\))?", cell):
+        listed = BACKTICKED.findall(match.group(2) or "")
+        labels[match.group(1)] = tuple(listed)
+    return labels
+
+
+def test_metric_table_is_the_catalogue() -> None:
+    """Every row of the README's metric table names a catalogue entry with its kind, its
+    label keys and the label values the catalogue allows; every entry has a row, and the
+    prometheus_client defaults row lists the prefixes the catalogue sets apart."""
+    rows = metric_table()
+    *catalogue_rows, defaults_row = rows
+    assert defaults_row[0] == [f"{prefix}*" for prefix in PROCESS_METRIC_PREFIXES[:-1]] + [
+        PROCESS_METRIC_PREFIXES[-1]
+    ]
+    by_name = {spec.prometheus_name: spec for spec in CATALOGUE}
+    documented = [name for names, _, _ in catalogue_rows for name in names]
+    assert sorted(documented) == sorted(by_name), (
+        "the table and the catalogue name different metrics"
+    )
+    for names, kind_cell, labels_cell in catalogue_rows:
+        assert len(names) == 1, f"one metric per row: {names}"
+        spec = by_name[names[0]]
+        kind = re.split(r"[,:(]", kind_cell)[0].strip()
+        assert kind == spec.kind, f"{spec.prometheus_name}: README says {kind}"
+        labels = documented_labels(labels_cell)
+        assert tuple(labels) == spec.label_keys, f"{spec.prometheus_name}: README says {labels}"
+        for label, values in labels.items():
+            expected = DOCUMENTED_LABEL_VALUES.get((spec.prometheus_name, label), ())
+            assert values == expected, f"{spec.prometheus_name}{{{label}}}: README says {values}"
+
+
+def test_bucket_list_is_the_catalogue() -> None:
+    """The bucket list in the metric table, and the first bucket the quick start points at,
+    are the catalogue's ``DURATION_BUCKETS_SECONDS``."""
+    (kind_cell,) = [
+        kind
+        for names, kind, _ in metric_table()
+        if names == [HTTP_REQUEST_DURATION.prometheus_name]
+    ]
+    listed = re.fullmatch(r"histogram, buckets ([\d. ]+)", kind_cell)
+    assert listed is not None, kind_cell
+    assert tuple(float(bound) for bound in listed.group(1).split()) == DURATION_BUCKETS_SECONDS
+    first = f'second-based buckets starting at `le="{DURATION_BUCKETS_SECONDS[0]}"`'
+    assert first in README.read_text()
+
+
+ZERO_CODE_PARAGRAPH = re.compile(
+    r"^  With `opentelemetry-instrumentation-fastapi` also installed.*?(?=\n\n)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def test_zero_code_paragraph_names_what_the_launcher_adds() -> None:
+    """The zero-code paragraph names the histograms tests/otelkit/test_autoinstrument.py sees
+    the launcher add (by semantic-convention opt-in), and FastAPI's own metrics."""
+    found = ZERO_CODE_PARAGRAPH.search(README.read_text())
+    assert found is not None
+    paragraph = " ".join(found.group(0).split())
+    assert f"the `{ALSO_ON.fastapi_histogram}` histogram" in paragraph
+    opt_in = f"OTEL_SEMCONV_STABILITY_OPT_IN={ALSO_ON_STABLE.semconv_opt_in}"
+    assert f"`{ALSO_ON_STABLE.fastapi_histogram}` with `{opt_in}`" in paragraph
+    assert f"`OTEL_PYTHON_DISABLED_INSTRUMENTATIONS={DISABLED.disabled_instrumentations}`" in (
+        paragraph
+    )
+    native = " and ".join(f"`{name}`" for name in sorted(FASTAPI_NATIVE_METRICS, reverse=True))
+    assert f"FastAPI's {native} appear beside otelkit's" in paragraph, paragraph

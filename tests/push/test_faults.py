@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from otelkit.instrumentation import PUSH_SHUTDOWN_SECONDS
 from otelkit.push import PushStats
 from tests.e2e.servers import LOOPBACK, free_port, poll
 from tests.push.conftest import (
@@ -46,8 +45,12 @@ RECOVERY_TIMEOUT_SECONDS = 30.0
 RECOVERY_PATH = "/api/courses/1"
 RECOVERY_SERIES = ("GET", "/api/courses/{course_id}", "200")
 RECOVERY_REQUESTS = 20
-STOP_SLACK_SECONDS = 4.0
-"""Beyond the push flush bound: uvicorn's own shutdown and interpreter exit."""
+DOCUMENTED_FLUSH_SECONDS = 3.0
+"""The README: push mode's "Shutdown flushes for at most 3 s". Pinned here, not read from the
+implementation, so the claim is what is held."""
+STOP_MARGIN_SECONDS = 1.5
+"""Beyond the flush: uvicorn's own shutdown, the interpreter's exit, and process and thread
+scheduling on a busy 2-core machine."""
 
 
 class _SlowServer(ThreadingHTTPServer):
@@ -210,7 +213,9 @@ def test_broken_collector_adds_no_latency(fault: str, launcher: Launcher) -> Non
         assert healthy_stats.dropped == 0, healthy_stats
 
         stop_seconds = broken.terminate()
-    assert stop_seconds < PUSH_SHUTDOWN_SECONDS + STOP_SLACK_SECONDS
+    assert stop_seconds < DOCUMENTED_FLUSH_SECONDS + STOP_MARGIN_SECONDS, (
+        f"stopped {stop_seconds:.2f} s after SIGTERM"
+    )
     assert_clean_log(broken)
     assert_clean_log(baseline)
 

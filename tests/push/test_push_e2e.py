@@ -8,7 +8,6 @@ from itertools import cycle, islice
 
 import httpx
 
-from otelkit.instrumentation import PUSH_SHUTDOWN_SECONDS
 from otelkit.instruments import ACTIVE_USERS, COLLECTOR_REPORTS, SERVICE_HEALTH_STATUS
 from tests.push.conftest import SERVICE_NAME, Launcher, Series, request_counts, scrape, value
 
@@ -22,6 +21,9 @@ TRAFFIC: tuple[tuple[str, str, str], ...] = (
     ("POST", "/api/courses/2/enrol", "/api/courses/{course_id}/enrol"),  # 201, pushes users
 )
 ENROL_PATH = TRAFFIC[-1][1]
+DOCUMENTED_FLUSH_SECONDS = 3.0
+"""The README: push mode's "Shutdown flushes for at most 3 s". With a healthy collector the
+whole stop, uvicorn's own shutdown and the interpreter's exit included, keeps within it."""
 
 
 def send_traffic(base_url: str, n: int) -> Counter[Series]:
@@ -57,4 +59,4 @@ def test_collector_counts_equal_the_service_counts(launcher: Launcher) -> None:
     )
     assert accepted_http == N_REQUESTS
     assert "Traceback" not in service.stderr(), service.output()
-    assert stop_seconds < PUSH_SHUTDOWN_SECONDS, f"the flush took {stop_seconds:.1f}s"
+    assert stop_seconds < DOCUMENTED_FLUSH_SECONDS, f"the flush took {stop_seconds:.1f}s"

@@ -8,7 +8,6 @@ import collections
 import copy
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 import jsonschema  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
-from tests.e2e.servers import REPO_ROOT
+from tests.e2e.servers import REPO_ROOT, require_binary
 from tests.stack.stack_files import (
     ALERTMANAGER_CONFIG,
     COMPOSE_FILE,
@@ -358,19 +357,41 @@ def test_alertmanager_routes_to_defined_receivers_and_known_alerts() -> None:
     assert "alertmanager" in SERVICES
 
 
-def test_alertmanager_config_passes_amtool() -> None:
-    """``amtool check-config`` accepts alertmanager.yml (where amtool is installed)."""
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        pytest.skip("amtool is not installed (optional; alertmanager.yml is still parsed above)")
-    result = subprocess.run(
-        [amtool, "check-config", str(ALERTMANAGER_CONFIG)],
+def amtool_check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    """``amtool check-config path`` (the real tool: a missing amtool fails, never skips)."""
+    return subprocess.run(
+        [require_binary("amtool"), "check-config", str(path)],
         capture_output=True,
         text=True,
         timeout=AMTOOL_TIMEOUT_SECONDS,
         check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    """``amtool check-config`` reads the repo's alertmanager.yml and accepts it, finding the
+    routing tree, inhibit rules and receivers the file defines."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    result = amtool_check_config(ALERTMANAGER_CONFIG)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Checking '{ALERTMANAGER_CONFIG}'  SUCCESS" in output
+    assert " - route\n" in output
+    assert f" - {len(config['inhibit_rules'])} inhibit rules\n" in output
+    assert f" - {len(config['receivers'])} receivers\n" in output
+
+
+def test_amtool_rejects_a_route_to_an_undefined_receiver(tmp_path: Path) -> None:
+    """The check above can fail: the same file routed to a receiver it does not define is
+    refused by amtool, naming the receiver."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    config["route"]["routes"][0]["receiver"] = "nowhere"
+    broken = tmp_path / "alertmanager.yml"
+    broken.write_text(json.dumps(config))  # JSON is YAML
+    result = amtool_check_config(broken)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'undefined receiver "nowhere"' in output
 
 
 def test_otel_collector_receives_otlp_and_writes_to_prometheus() -> None:
