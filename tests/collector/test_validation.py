@@ -323,6 +323,56 @@ async def test_rejected_batch_counts_each_report(seeded: CollectorProbe) -> None
     assert after.count("http", "accepted") == before.count("http", "accepted")
 
 
+TOO_MANY_DIGITS = "1" + "0" * 5_000
+"""An integer literal JSON allows and Python's json cannot read (past 4300 digits): the body
+gets a 400, not a 422, yet the error still names where the literal is."""
+
+
+def batch_text(*reports: str) -> str:
+    return '{"reports":[' + ",".join(reports) + "]}"
+
+
+UNREADABLE_INTEGERS = [
+    pytest.param(
+        "/api/metrics/http", http_text(duration=TOO_MANY_DIGITS), "body.duration", id="http"
+    ),
+    pytest.param(
+        "/api/metrics/http/batch",
+        batch_text(http_text(), http_text(), http_text(status=TOO_MANY_DIGITS), http_text()),
+        "body.reports.2.status",
+        id="batch-index-2",
+    ),
+    pytest.param(
+        "/api/metrics/http/batch",
+        batch_text(http_text(duration=TOO_MANY_DIGITS), http_text()),
+        "body.reports.0.duration",
+        id="batch-index-0",
+    ),
+    pytest.param("/api/metrics/users", users_text(count=TOO_MANY_DIGITS), "body.count", id="users"),
+]
+
+
+@pytest.mark.parametrize(("url", "body", "location"), UNREADABLE_INTEGERS)
+async def test_unreadable_integer_is_a_400_naming_where_it_is(
+    seeded: CollectorProbe, url: str, body: str, location: str
+) -> None:
+    """A body with an integer literal too long for Python gets 400 naming the field (in a
+    batch, under the bad report's index) and the rule; nothing of it is recorded."""
+    kind = "users" if url.endswith("users") else "http"
+    before = await seeded.snapshot()
+
+    response = await post_json_text(seeded.http, url, body)
+
+    assert response.status_code == 400
+    rule = "integer literals may have at most 4300 digits (Python's int conversion limit)"
+    assert error_message(response) == f"{location}: {rule}"
+    assert response.json()["detail"] == error_message(response)
+    after = await seeded.snapshot()
+    assert after.state == before.state
+    assert after.count(kind, "rejected") == before.count(kind, "rejected") + 1
+    assert after.count(kind, "accepted") == before.count(kind, "accepted")
+
+
 BAD_USERS_REPORTS = [
     pytest.param(
         users_text(count="-1"), "count", "greater than or equal to 0", id="negative-count"

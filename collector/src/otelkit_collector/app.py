@@ -34,15 +34,21 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from otelkit.instruments import ReportKind
 from otelkit_collector import persistence
 from otelkit_collector.auth import BearerAuthMiddleware
 from otelkit_collector.cardinality import OVERFLOW_RESERVE_STATUSES, CardinalityGuard
 from otelkit_collector.charts import TrendCache
 from otelkit_collector.content_type import JsonContentTypeMiddleware
+from otelkit_collector.errors import (
+    UNPARSABLE_BODY,
+    describe,
+    report_kind,
+    reports_in,
+    unparsable_body_detail,
+)
 from otelkit_collector.fastlane import IngestFastLane
 from otelkit_collector.history import History
-from otelkit_collector.limits import BodySizeLimitMiddleware
+from otelkit_collector.limits import BODY_SCOPE_KEY, BodySizeLimitMiddleware
 from otelkit_collector.recorder import Recorder
 from otelkit_collector.routes import router
 from otelkit_collector.sampling import (
@@ -66,38 +72,6 @@ MULTI_PROCESS_MESSAGE = (
     "(several collectors, each scraped by Prometheus, behind a load balancer that routes "
     "by service) or export OTLP to an OpenTelemetry Collector instead."
 )
-
-_UNPARSABLE_BODY = "There was an error parsing the body"
-_UNPARSABLE_BODY_DETAIL = (
-    "body: must be UTF-8 JSON nested at most a few hundred levels deep (it could not be parsed)"
-)
-_TOO_DEEP_DETAIL = "body: must be JSON nested at most a few hundred levels deep"
-_NOT_UTF8_DETAIL = "body: must be UTF-8 encoded JSON"
-_TOO_MANY_DIGITS_DETAIL = (
-    "body: integer literals may have at most 4300 digits (Python's int conversion limit)"
-)
-
-
-def unparsable_body_detail(cause: BaseException | None) -> str:
-    """Why ``json`` could not parse a body, named as the rule it broke."""
-    if isinstance(cause, RecursionError):
-        return _TOO_DEEP_DETAIL
-    if isinstance(cause, UnicodeDecodeError):
-        return _NOT_UTF8_DETAIL
-    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-        return _TOO_MANY_DIGITS_DETAIL
-    return _UNPARSABLE_BODY_DETAIL
-
-
-def report_kind(path: str) -> ReportKind | None:
-    """Which self-metric kind a write to ``path`` counts as (``None`` when it is no report)."""
-    if path.startswith("/api/metrics/http"):
-        return "http"
-    if path.startswith("/api/health/"):
-        return "health"
-    if path == "/api/metrics/users":
-        return "users"
-    return None
 
 
 def sdk_cardinality_limit(settings: CollectorSettings) -> int:
@@ -316,8 +290,8 @@ def create_app(
             kind = report_kind(request.url.path)
             if kind is not None:
                 recorder.count(kind, "rejected")
-            if exc.detail == _UNPARSABLE_BODY:
-                detail = unparsable_body_detail(exc.__cause__)
+            if exc.detail == UNPARSABLE_BODY:
+                detail = unparsable_body_detail(exc.__cause__, request.scope.get(BODY_SCOPE_KEY))
                 return JSONResponse(status_code=400, content={"detail": detail, "message": detail})
         response = await http_exception_handler(request, exc)
         if isinstance(exc.detail, str) and isinstance(response, JSONResponse):
@@ -330,25 +304,9 @@ def create_app(
     async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
         kind = report_kind(request.url.path)
         if kind is not None:
-            recorder.count(kind, "rejected", _reports_in(exc.body))
-        errors = [_describe(error) for error in exc.errors()]
+            recorder.count(kind, "rejected", reports_in(exc.body))
+        errors = [describe(error) for error in exc.errors()]
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         return JSONResponse(status_code=422, content={"detail": errors, "message": message})
 
     return app
-
-
-def _reports_in(body: Any) -> int:
-    """How many reports a rejected body carried (a batch counts each of its reports)."""
-    if isinstance(body, dict) and isinstance(body.get("reports"), list):
-        return max(1, len(body["reports"]))
-    return 1
-
-
-def _describe(error: Any) -> dict[str, Any]:
-    """A validation error without the offending input, which may not even be encodable."""
-    msg = str(error.get("msg", "invalid"))
-    ctx = error.get("ctx") or {}
-    if isinstance(ctx.get("error"), str) and error.get("type") == "json_invalid":
-        msg = f"{msg}: {ctx['error']}"
-    return {"loc": list(error.get("loc", ())), "msg": msg, "type": str(error.get("type", ""))}

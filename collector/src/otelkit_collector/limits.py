@@ -13,6 +13,9 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_SCOPE_KEY = "otelkit.body"
+"""Scope key under which the guard leaves the whole body it read, for error messages that
+must point into it."""
 
 
 async def send_json_error(
@@ -88,7 +91,9 @@ class BodySizeLimitMiddleware:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        await self.app(scope, replay_body(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        scope[BODY_SCOPE_KEY] = body
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         if self.on_reject is not None:
