@@ -10,7 +10,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from otelkit.instruments import DURATION_BUCKETS_SECONDS
 from otelkit_collector.app import create_app
 from otelkit_collector.settings import CollectorSettings
 from tests.conftest import CollectorProbe, FakeClock, error_message, open_client
@@ -352,7 +351,7 @@ async def test_json_view_matches_exposition(
             le: parsed[("http_request_duration_seconds_bucket", base | {("le", le)})]
             for le in series["buckets"]
         }
-        assert len(series["buckets"]) == len(DURATION_BUCKETS_SECONDS) + 1
+        assert len(series["buckets"]) == 15  # README's 14 buckets, then +Inf
     courses = next(s for s in view["http"] if s["service"] == "courses")
     assert courses["count"] == 3
     assert courses["sum"] == pytest.approx(12.303)
@@ -476,7 +475,9 @@ async def test_first_finite_bucket_is_five_milliseconds(client: httpx.AsyncClien
     assert family.type == "histogram"
     bounds = [s.labels["le"] for s in family.samples if s.name.endswith("_bucket")]
     assert bounds[0] == "0.005"
-    assert [float(b) for b in bounds[:-1]] == list(DURATION_BUCKETS_SECONDS)
+    assert [float(b) for b in bounds[:-1]] == [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+    ]  # fmt: skip  # README's catalogue, literally
     assert bounds[-1] == "+Inf"
 
 

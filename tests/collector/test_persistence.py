@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -339,19 +340,40 @@ async def test_save_periodically_writes_changes(tmp_path: Path, clock: FakeClock
     assert dict(restored.health_entries()) == {"auth": HealthEntry("healthy", clock.now)}
 
 
-async def test_save_periodically_survives_a_failing_write(tmp_path: Path, clock: FakeClock) -> None:
-    """A write that fails (the target is a directory) is retried, and the saver keeps running."""
+async def test_save_periodically_retries_a_failed_write(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that fails (the target is a directory) is logged and retried at each next
+    interval, with no new change needed, until the file is written; then nothing more."""
     path = tmp_path / "state.json"
     path.mkdir()
     state = ServiceState(health_ttl_seconds=90, max_services=10, clock=clock)
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(persistence.save_periodically, path, state, 0.01)
-        await anyio.sleep(0.02)  # let the saver take its baseline first
-        state.set_health("auth", "healthy")
-        await anyio.sleep(0.05)  # several failed attempts
-        path.rmdir()
-        await eventually(path.is_file)
-        tasks.cancel_scope.cancel()
+    def failures() -> list[logging.LogRecord]:
+        return [
+            record
+            for record in caplog.records
+            if record.name == persistence.__name__
+            and record.getMessage().startswith(f"could not write state file {path}")
+        ]
 
-    assert set(json.loads(path.read_text())["health"]) == {"auth"}
+    with caplog.at_level(logging.ERROR, logger=persistence.__name__):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(persistence.save_periodically, path, state, 0.01)
+            await anyio.sleep(0.02)  # let the saver take its baseline first
+            state.set_health("auth", "healthy")
+            changed = state.version
+            await eventually(lambda: len(failures()) >= 3)  # one change, three attempts
+            assert path.is_dir()
+            assert names_in(tmp_path) == ["state.json"]  # no temp file left by a failure
+            path.rmdir()
+            await eventually(path.is_file)
+            written = (path.stat().st_ino, path.stat().st_mtime_ns)
+            await anyio.sleep(0.05)  # several intervals: saved, so not written again
+            assert (path.stat().st_ino, path.stat().st_mtime_ns) == written
+            assert state.version == changed
+            tasks.cancel_scope.cancel()
+
+    saved = json.loads(path.read_text())
+    assert saved["health"] == {"auth": {"status": "healthy", "reported_at": clock.now}}
+    assert names_in(tmp_path) == ["state.json"]

@@ -17,7 +17,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from otelkit.instruments import DURATION_BUCKETS_SECONDS
 from tests.conftest import samples
 from tests.e2e.conftest import StartCollector
 from tests.e2e.servers import ManagedProcess, require_binary, running_collector
@@ -28,6 +27,29 @@ SEED_USERS = {"count": 127}
 SEED_SERIES = frozenset({"method": "GET", "route": "/api/courses", "status": "200"}.items())
 KNOWN_LINT = "active_users_total"
 """A gauge with a ``_total`` suffix: the seed's name, kept verbatim for its dashboards."""
+CONTRACT_BUCKETS_SECONDS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+)  # fmt: skip
+"""The histogram's buckets as README's catalogue states them."""
+MiB = 1024 * 1024
+RSS_FLOOR = 16 * MiB
+RSS_CEILING = 256 * MiB
+"""README measures the idle collector at 56.8 MiB; the seed's three reports must leave it in
+the same range (a fraction of that is not a running collector, many times it is a leak)."""
+RSS_AGREEMENT = 0.25
+"""How far the collector's own process_resident_memory_bytes may be from /proc's VmRSS
+(read a moment apart)."""
+DOCUMENTED_FAMILIES = frozenset(
+    {
+        "http_request_duration_seconds",
+        "service_health_status",
+        "service_health_last_report_timestamp_seconds",
+        "active_users_total",
+        "otelkit_collector_reports_total",
+        "python_info",
+    }
+)
+"""README's catalogue as /metrics types it (besides the process_* and python_gc_* defaults)."""
 
 
 def send_seed_examples(base_url: str) -> list[httpx.Response]:
@@ -78,7 +100,7 @@ def test_seed_series_are_scraped_under_the_seed_names(seeded: ManagedProcess) ->
     buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
     finite = sorted((le for le in buckets if le != "+Inf"), key=float)
     assert finite[0] == "0.005"
-    assert tuple(float(le) for le in finite) == DURATION_BUCKETS_SECONDS
+    assert tuple(float(le) for le in finite) == CONTRACT_BUCKETS_SECONDS
     assert (buckets["0.025"], buckets["0.05"], buckets["+Inf"]) == (0, 1, 1)
 
     parsed = samples(body)
@@ -192,12 +214,49 @@ def test_seed_curl_examples_with_real_curl(start_collector: StartCollector) -> N
     assert parsed[("active_users_total", frozenset())] == 127
 
 
+def seed_sample_lines() -> set[str]:
+    """The otelkit sample lines /metrics must hold after the seed's three examples, exactly
+    (the last-report timestamp's value left out)."""
+    series = 'method="GET",route="/api/courses",status="200"'
+    name = "http_request_duration_seconds"
+    buckets = [(str(float(le)), 1.0 if le >= 0.045 else 0.0) for le in CONTRACT_BUCKETS_SECONDS]
+    return {
+        *(f'{name}_bucket{{le="{le}",{series}}} {value}' for le, value in buckets),
+        f'{name}_bucket{{le="+Inf",{series}}} 1.0',
+        f"{name}_count{{{series}}} 1.0",
+        f"{name}_sum{{{series}}} 0.045",
+        'service_health_status{service="my-service"} 1.0',
+        'service_health_last_report_timestamp_seconds{service="my-service"}',
+        "active_users_total 127.0",
+        *(
+            f'otelkit_collector_reports_total{{kind="{kind}",outcome="accepted"}} 1.0'
+            for kind in ("http", "health", "users")
+        ),
+    }
+
+
 def test_footprint_after_seed_traffic(seeded: ManagedProcess) -> None:
-    """Prints the /metrics size and the collector's resident memory after the seed traffic."""
-    lines = scrape(seeded).text.count("\n")
+    """After the seed traffic, /metrics holds the seed's series and nothing else besides
+    prometheus_client's defaults, and the collector's resident memory is in the documented
+    range and what its own process_resident_memory_bytes says."""
+    body = scrape(seeded).text
     status = Path(f"/proc/{seeded.pid}/status").read_text()
     [rss_line] = [line for line in status.splitlines() if line.startswith("VmRSS:")]
-    rss_kib = int(rss_line.split()[1])
-    print(f"\nseed footprint: /metrics {lines} lines; collector pid {seeded.pid} RSS {rss_kib} kB")
-    assert lines > 50
-    assert rss_kib > 0
+    rss = int(rss_line.split()[1]) * 1024
+    lines = body.splitlines()
+    print(f"\nseed footprint: /metrics {len(lines)} lines; collector pid {seeded.pid} RSS {rss} B")
+
+    names = {line.split()[2] for line in lines if line.startswith("# TYPE ")}
+    defaults = {name for name in names if name.startswith(("process_", "python_gc_"))}
+    assert names - defaults == DOCUMENTED_FAMILIES
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= defaults
+    ours = {
+        line.split(" ")[0] if line.startswith("service_health_last_report") else line
+        for line in lines
+        if line and not line.startswith(("#", "process_", "python_"))
+    }
+    assert ours == seed_sample_lines()
+
+    assert RSS_FLOOR <= rss <= RSS_CEILING, f"RSS {rss / MiB:.1f} MiB"
+    reported = samples(body)[("process_resident_memory_bytes", frozenset())]
+    assert reported == pytest.approx(rss, rel=RSS_AGREEMENT)

@@ -4,29 +4,41 @@ real OTLP/HTTP receiver, service identity from arguments or the standard OTEL_* 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-from otelkit.exporters import _exemplar_filter, parse_exporters, setup_metrics
+from otelkit.exporters import parse_exporters, setup_metrics
 from otelkit.instruments import (
-    DURATION_BUCKETS_SECONDS,
     HTTP_REQUEST_DURATION,
     METER_NAME,
     create_http_duration_histogram,
 )
 from otelkit.middleware import MetricsMiddleware
-from tests.otelkit.conftest import LOOPBACK, asgi_client
+from tests.e2e.servers import clean_env
+from tests.otelkit.conftest import LOOPBACK, asgi_client, metrics_named
 from tests.otlp_receiver import OtlpReceiver, attributes, running_otlp_receiver
 
 pytestmark = pytest.mark.anyio
+
+CONTRACT_BUCKETS_SECONDS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+)  # fmt: skip
+"""The histogram's buckets as README's catalogue states them."""
 
 
 @pytest.fixture
@@ -140,16 +152,90 @@ def test_default_registry_carries_process_metrics() -> None:
     assert {"process_cpu_seconds", "python_gc_objects_collected", "python_info"} <= names
 
 
-def test_none_exporter_builds_a_provider_without_readers() -> None:
-    """exporters="none" gives a working provider that exports nowhere and has no registry."""
-    setup = setup_metrics(environ={}, exporters="none")
+_RECORD_ONE = """
+from otelkit.exporters import setup_metrics
+from otelkit.instruments import METER_NAME, create_http_duration_histogram
+
+setup = setup_metrics(
+    environ={{}}, exporters={exporters!r}, service_name="courses", export_interval_millis=60_000
+)
+histogram = create_http_duration_histogram(setup.meter_provider.get_meter(METER_NAME))
+histogram.record(0.3, {{"method": "POST", "route": "/api/x", "status": "201"}})
+setup.shutdown()
+"""
+
+
+def printed_when_recording(exporters: str) -> str:
+    """What a fresh interpreter prints on stdout recording one value with ``exporters`` and
+    shutting down (the console exporter writes to the stdout it found at import)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORD_ONE.format(exporters=exporters)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents printed one after the other in ``text``."""
+    decoder, documents, position = json.JSONDecoder(), [], 0
+    while text[position:].strip():
+        position += len(text[position:]) - len(text[position:].lstrip())
+        document, position = decoder.raw_decode(text, position)
+        documents.append(document)
+    return documents
+
+
+def test_none_exporter_builds_a_provider_without_readers(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exporters="none" gives a working provider that exports nowhere and has no registry:
+    a recorded value reaches no OTLP endpoint the environment names, and stdout stays empty,
+    yet a reader added to the provider sees what is recorded after it."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.endpoint)
+    setup = setup_metrics(environ={}, exporters="none", export_interval_millis=10)
+    attributes = {"method": "GET", "route": "/", "status": "200"}
+    late = InMemoryMetricReader()
     try:
         assert setup.exporters == ()
         assert setup.registry is None
         histogram = create_http_duration_histogram(setup.meter_provider.get_meter(METER_NAME))
-        histogram.record(0.1, {"method": "GET", "route": "/", "status": "200"})
+        histogram.record(0.1, attributes)
+        assert setup.meter_provider.force_flush()
+        setup.meter_provider.add_metric_reader(late)
+        histogram.record(0.3, attributes)
+        (metric,) = metrics_named(late, HTTP_REQUEST_DURATION.name)
     finally:
         setup.shutdown()
+    (point,) = metric.data.data_points
+    assert isinstance(point, HistogramDataPoint)
+    assert (dict(point.attributes or {}), point.count, point.sum) == (attributes, 1, 0.3)
+    assert otlp_receiver.paths == []
+    assert printed_when_recording("none") == ""
+
+
+def test_console_exporter_prints_the_recorded_value() -> None:
+    """exporters="console" prints each export as JSON on stdout, the recorded value in it."""
+    documents = json_documents(printed_when_recording("console"))
+    points = [
+        point
+        for document in documents
+        for resource in document["resource_metrics"]
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+        if metric["name"] == HTTP_REQUEST_DURATION.name
+        for point in metric["data"]["data_points"]
+    ]
+    assert points
+    point = points[-1]
+    assert point["attributes"] == {"method": "POST", "route": "/api/x", "status": "201"}
+    assert (point["count"], point["sum"]) == (1, 0.3)
+    resource = documents[-1]["resource_metrics"][0]["resource"]
+    assert resource["attributes"]["service.name"] == "courses"
 
 
 @pytest.mark.parametrize(
@@ -182,8 +268,15 @@ def test_prometheus_side_port_serves_the_registry(registry: CollectorRegistry, v
         histogram.record(0.01, {"method": "GET", "route": "/", "status": "200"})
         response = httpx.get(url, timeout=5)
         assert response.status_code == 200
-        names = {family.name for family in text_string_to_metric_families(response.text)}
-        assert HTTP_REQUEST_DURATION.prometheus_name in names
+        scraped = {
+            (sample.name, sample.labels.get("le")): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+        name = HTTP_REQUEST_DURATION.prometheus_name
+        assert scraped[(f"{name}_count", None)] == 1
+        assert scraped[(f"{name}_sum", None)] == 0.01
+        assert (scraped[(f"{name}_bucket", "0.005")], scraped[(f"{name}_bucket", "0.01")]) == (0, 1)
     finally:
         setup.shutdown()
     with pytest.raises(httpx.ConnectError):
@@ -284,7 +377,7 @@ async def test_otlp_receives_the_middleware_histogram(otlp_receiver: OtlpReceive
     metric = otlp_receiver.metrics(HTTP_REQUEST_DURATION.name)[-1]
     assert metric.unit == "s"
     (point,) = metric.histogram.data_points
-    assert tuple(point.explicit_bounds) == DURATION_BUCKETS_SECONDS
+    assert tuple(point.explicit_bounds) == CONTRACT_BUCKETS_SECONDS
     assert attributes(point.attributes) == {
         "method": "GET",
         "route": "/api/courses/{course_id}",
@@ -338,28 +431,61 @@ def test_otlp_keeps_trace_exemplars(otlp_receiver: OtlpReceiver) -> None:
 @pytest.mark.parametrize(
     ("exporters", "variable", "tracing", "sampling"),
     [
-        pytest.param(("prometheus",), None, False, False, id="prometheus-only"),
-        pytest.param((), None, False, False, id="none"),
-        pytest.param(("prometheus", "otlp"), None, False, True, id="with-otlp"),
-        pytest.param(("prometheus",), "always_on", False, True, id="variable-set"),
-        pytest.param(("prometheus",), None, True, True, id="tracing"),
+        pytest.param("prometheus", None, False, False, id="prometheus-only"),
+        pytest.param("none", None, False, False, id="none"),
+        pytest.param("prometheus,otlp", None, False, True, id="with-otlp"),
+        pytest.param("prometheus", "always_on", False, True, id="variable-set"),
+        pytest.param("prometheus", None, True, True, id="tracing"),
     ],
 )
 def test_exemplars_are_sampled_only_where_they_can_link_to_a_trace(
     monkeypatch: pytest.MonkeyPatch,
-    exporters: tuple[str, ...],
+    otlp_receiver: OtlpReceiver,
+    exporters: str,
     variable: str | None,
     tracing: bool,
     sampling: bool,
 ) -> None:
-    """Without tracing, OTLP or the variable, no span can be current: nothing samples them."""
+    """Without tracing, OTLP or the variable, no span can be current: nothing samples them.
+
+    A value recorded inside a sampled span carries that span as its exemplar, in a reader's
+    data points and (with the Prometheus exporter) on the OpenMetrics exposition, exactly when
+    sampling is on.
+    """
     if variable is None:
         monkeypatch.delenv("OTEL_METRICS_EXEMPLAR_FILTER", raising=False)
     else:
         monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", variable)
+    registry = CollectorRegistry()
+    setup = setup_metrics(
+        environ={},
+        exporters=exporters,
+        registry=registry,
+        otlp_endpoint=otlp_receiver.endpoint,
+        export_interval_millis=60_000,
+        tracing=tracing,
+    )
+    reader = InMemoryMetricReader()
+    tracer = TracerProvider().get_tracer("test")
+    with contextlib.ExitStack() as stack:
+        stack.callback(setup.shutdown)
+        setup.meter_provider.add_metric_reader(reader)
+        histogram = create_http_duration_histogram(setup.meter_provider.get_meter(METER_NAME))
+        with tracer.start_as_current_span("request") as span:
+            histogram.record(0.2, {"method": "GET", "route": "/", "status": "200"})
+            trace_id = span.get_span_context().trace_id
+        (metric,) = metrics_named(reader, HTTP_REQUEST_DURATION.name)
+        exposed = generate_openmetrics(registry).decode()  # type: ignore[no-untyped-call]
 
-    chosen = _exemplar_filter(exporters, tracing=tracing)
-
-    assert (chosen is None) is sampling
-    if chosen is not None:
-        assert isinstance(chosen, AlwaysOffExemplarFilter)
+    (point,) = metric.data.data_points
+    assert isinstance(point, HistogramDataPoint)
+    assert point.count == 1
+    assert [exemplar.trace_id for exemplar in point.exemplars] == ([trace_id] if sampling else [])
+    if "prometheus" in exporters:
+        shown = [
+            sample.exemplar.labels["trace_id"]
+            for family in openmetrics_families(exposed)  # type: ignore[no-untyped-call]
+            for sample in family.samples
+            if sample.exemplar is not None
+        ]
+        assert shown == ([f"{trace_id:032x}"] if sampling else [])

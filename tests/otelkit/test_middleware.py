@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import string
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,8 +26,8 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from otelkit.bound import BoundSeries
-from otelkit.instruments import DURATION_BUCKETS_SECONDS, HTTP_REQUEST_DURATION
+from otelkit.bound import fast_path_available
+from otelkit.instruments import HTTP_REQUEST_DURATION
 from otelkit.middleware import UNMATCHED_ROUTE, MetricsMiddleware
 from tests.otelkit.conftest import (
     TestClient,
@@ -511,7 +514,9 @@ async def test_bucket_boundaries_are_the_catalogue_buckets(
     assert metric.unit == "s"
     (point,) = metric.data.data_points
     assert isinstance(point, HistogramDataPoint)
-    assert tuple(point.explicit_bounds) == DURATION_BUCKETS_SECONDS
+    assert tuple(point.explicit_bounds) == (
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10
+    )  # fmt: skip  # README's catalogue, literally
 
 
 async def test_on_request_hook_gets_what_was_recorded(
@@ -591,20 +596,86 @@ async def test_instruments_are_created_once(
         provider.shutdown()
 
 
-async def test_label_sets_are_bound_when_exemplars_are_off(reader: InMemoryMetricReader) -> None:
-    """With exemplars off, each label set records through a bound series after its first request."""
-    provider = MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
+@pytest.mark.parametrize(
+    ("exemplar_filter", "bound"),
+    [
+        pytest.param(AlwaysOffExemplarFilter(), True, id="exemplars-off"),
+        pytest.param(None, False, id="trace-based-exemplars"),
+    ],
+)
+async def test_label_sets_are_bound_when_exemplars_are_off(
+    reader: InMemoryMetricReader,
+    monkeypatch: pytest.MonkeyPatch,
+    exemplar_filter: AlwaysOffExemplarFilter | None,
+    bound: bool,
+) -> None:
+    """With exemplars off, each label set records through a bound series after its first
+    request: the SDK's Histogram.record() runs once for it, and every request is counted.
+    With exemplars sampled, every request goes through Histogram.record()."""
+    recorded: list[float] = []
+    sdk_record = SdkHistogram.record
+
+    def counting_record(self: SdkHistogram, amount: float, *args: Any, **kwargs: Any) -> None:
+        recorded.append(amount)
+        sdk_record(self, amount, *args, **kwargs)
+
+    monkeypatch.setattr(SdkHistogram, "record", counting_record)
+    provider = MeterProvider(metric_readers=[reader], exemplar_filter=exemplar_filter)
     try:
         middleware = MetricsMiddleware(build_app(), meter_provider=provider)
         async with asgi_client(middleware) as http:
             for course_id in range(5):
                 await http.get(f"/api/courses/{course_id}")
-        kept = [binding for _attributes, binding in middleware._series.values()]
-        assert len(kept) == 1
-        assert isinstance(kept[0], BoundSeries)
-        assert counts(reader) == {series("GET", "/api/courses/{course_id}", 200): 5}
+            await http.get("/api/courses/404")
+        assert counts(reader) == {
+            series("GET", "/api/courses/{course_id}", 200): 5,
+            series("GET", "/api/courses/{course_id}", 404): 1,
+        }
     finally:
         provider.shutdown()
+    binds = bound and fast_path_available()
+    assert len(recorded) == (2 if binds else 6)
+
+
+async def _request(app: Any, method: str) -> None:
+    """One bare ASGI request to ``app``."""
+    scope = {"type": "http", "method": method, "path": "/x", "root_path": "", "headers": []}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    await app(scope, receive, send)
+
+
+async def test_endless_distinct_methods_do_not_grow_memory(reader: InMemoryMetricReader) -> None:
+    """Clients sending ever new method names (all recorded as ``_OTHER``) cannot grow the
+    middleware without bound: past the label sets it keeps ready, 5,000 more new names add
+    almost nothing to the memory Python holds (each kept one would cost hundreds of bytes)."""
+
+    async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    provider = MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
+    middleware = MetricsMiddleware(ok, meter_provider=provider)
+    tracemalloc.start()
+    try:
+        for index in range(5_000):
+            await _request(middleware, f"M{index}")
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(5_000, 10_000):
+            await _request(middleware, f"M{index}")
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        provider.shutdown()
+    assert counts(reader) == {series("_OTHER", UNMATCHED_ROUTE, 200): 10_000}
+    assert growth < 64 * 1024, f"{growth:,} bytes more for 5,000 more method names"
 
 
 async def test_a_reader_added_later_gets_the_requests_after_it(

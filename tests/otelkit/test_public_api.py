@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import types
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 
 import otelkit
+
+PACKAGE_SOURCE = Path(otelkit.__file__).read_text()
+
+
+def duplicates(names: Iterable[str]) -> list[str]:
+    """Each name listed more than once, once."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def literal_keys(assignment: str) -> list[str]:
+    """The names, as written in the source (every one, repeats included), of the list
+    ``__all__`` or the dict ``_HOMES``: a dict literal keeps one entry of a repeated key, so
+    only the source shows it."""
+    for node in ast.parse(PACKAGE_SOURCE).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+            assignment
+        ]:
+            value = node.value
+            items = value.keys if isinstance(value, ast.Dict) else getattr(value, "elts", [])
+            return [ast.literal_eval(item) for item in items if item is not None]
+    raise AssertionError(f"otelkit/__init__.py assigns no literal {assignment}")
+
+
+def type_checking_imports() -> dict[str, str]:
+    """name -> module of the imports under ``if TYPE_CHECKING:`` (what type checkers see)."""
+    homes: dict[str, str] = {}
+    for node in ast.parse(PACKAGE_SOURCE).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+                for alias in statement.names:
+                    assert alias.name not in homes, f"{alias.name} imported twice"
+                    homes[alias.asname or alias.name] = str(statement.module)
+    return homes
 
 
 def test_all_is_sorted() -> None:
@@ -14,9 +52,40 @@ def test_all_is_sorted() -> None:
     assert otelkit.__all__ == sorted(otelkit.__all__)
 
 
+def test_the_duplicate_check_catches_a_duplicate() -> None:
+    """The check below names a repeated name, and only that one."""
+    assert duplicates(["a", "b", "a", "c", "c", "c"]) == ["a", "c"]
+    assert duplicates(["a", "b"]) == []
+
+
 def test_all_has_no_duplicates() -> None:
-    """Each public name is listed once."""
-    assert len(set(otelkit.__all__)) == len(otelkit.__all__)
+    """Each public name is listed once: in __all__, among the lazy names' homes (as written,
+    where a dict literal would hide a repeat) and among the imports type checkers read."""
+    assert duplicates(otelkit.__all__) == []
+    assert literal_keys("__all__") == otelkit.__all__
+    homes = literal_keys("_HOMES")
+    assert duplicates(homes) == []
+    assert sorted(homes) == sorted(set(otelkit.__all__) - {"__version__"})
+    assert type_checking_imports() == otelkit._HOMES
+
+
+def test_every_name_imports_from_its_home() -> None:
+    """``from otelkit import name`` works in a fresh interpreter for every name in __all__,
+    and gives the object its home module defines."""
+    code = (
+        "import importlib, otelkit\n"
+        "for name in otelkit.__all__:\n"
+        "    exec(f'from otelkit import {name} as value')\n"
+        "    home = otelkit._HOMES.get(name)\n"
+        "    if home is not None:\n"
+        "        assert value is getattr(importlib.import_module(home), name), name\n"
+        "print(len(otelkit.__all__))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(otelkit.__all__))
 
 
 def test_every_name_resolves() -> None:

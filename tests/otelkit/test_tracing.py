@@ -7,14 +7,19 @@ process-wide provider or on ``OTEL_*`` variables runs in a fresh interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 from opentelemetry import baggage, trace
@@ -27,10 +32,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 import otelkit
-from otelkit.instruments import DURATION_BUCKETS_SECONDS, HTTP_REQUEST_DURATION
+from otelkit.instruments import HTTP_REQUEST_DURATION
 from otelkit.logs import NO_ID
 from otelkit.tracing import parse_traces_exporters, redact_query, tracing_requested
-from tests.e2e.servers import REPO_ROOT
+from tests.e2e.servers import LOOPBACK, REPO_ROOT, clean_env, start_listening, stop_process
 from tests.otelkit.conftest import asgi_client, samples
 
 pytestmark = pytest.mark.anyio
@@ -259,7 +264,8 @@ def openmetrics_exemplars(body: str) -> dict[tuple[str, str, str], dict[str, Any
 
 def bucket_of(value: float) -> str:
     """The ``le`` of the first bucket that counts ``value``."""
-    return next((str(b) for b in DURATION_BUCKETS_SECONDS if value <= b), "+Inf")
+    buckets = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+    return next((str(b) for b in buckets if value <= b), "+Inf")  # README's catalogue buckets
 
 
 async def test_each_bucket_carries_its_latest_exemplar(
@@ -549,34 +555,80 @@ async def test_log_correlation_is_off_by_default(
     assert not hasattr(record, "trace_id")
 
 
-SHUTDOWN_BUDGET_SECONDS = 1.0
-SHUTDOWN_MARGIN_SECONDS = 2.0
-"""Thread start and join on a busy machine; an unbounded shutdown would wait for the OTLP
-exporter's 30 s timeout instead."""
+DOCUMENTED_FLUSH_SECONDS = 3.0
+"""The README: "At shutdown, pending spans are flushed for at most 3 s, even when the backend
+does not answer." Pinned here, not read from the implementation, so the claim is what is held."""
+STOP_MARGIN_SECONDS = 1.5
+"""Beyond the flush: uvicorn's own shutdown, the interpreter's exit, and process and thread
+scheduling on a busy 2-core machine. Without the bound, the flush would wait on the OTLP
+exporter's timeout and retries (10 s and more)."""
 
 
-def test_shutdown_is_bounded_when_the_backend_does_not_answer() -> None:
-    """Stopping waits at most its budget for spans a backend that never answers cannot take."""
-    import socket
-    import time
+@contextlib.contextmanager
+def blackhole_endpoint() -> Iterator[str]:
+    """An OTLP/HTTP endpoint that accepts connections and never answers."""
+    with socket.socket() as blackhole:
+        blackhole.bind((LOOPBACK, 0))
+        blackhole.listen()
+        yield f"http://{LOOPBACK}:{blackhole.getsockname()[1]}"
 
+
+def test_uvicorn_stops_within_the_documented_flush_when_the_backend_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    """The README's traced service under real uvicorn, exporting to a backend that never
+    answers: after a request, SIGTERM stops it (through the app's lifespan shutdown) within
+    the documented 3 s flush plus the stated margin, saying the unexported spans were dropped."""
+    with blackhole_endpoint() as endpoint:
+        env = clean_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        server = start_listening(
+            lambda port: [
+                sys.executable,
+                *("-m", "uvicorn", "examples.courses.app:app"),
+                *("--host", LOOPBACK, "--port", str(port)),
+            ],
+            ready_path="/healthz",
+            log_dir=tmp_path,
+            name="traced-courses",
+            env=env,
+        )
+        try:
+            assert httpx.get(server.url + "/api/courses/1", timeout=5).status_code == 200
+        finally:
+            started = time.monotonic()
+            stop_process(server.process)
+            stopped = time.monotonic() - started
+    output = server.output()
+    assert "Application shutdown complete" in output, output
+    assert "spans not exported within" in output, output
+    assert stopped < DOCUMENTED_FLUSH_SECONDS + STOP_MARGIN_SECONDS, (
+        f"stopped {stopped:.2f} s after SIGTERM\n{output}"
+    )
+
+
+BUDGET_SECONDS = 1.0
+BUDGET_MARGIN_SECONDS = 1.0
+"""Thread start and join on a busy 2-core machine."""
+
+
+def test_shutdown_keeps_to_the_budget_it_is_given() -> None:
+    """``TracingSetup.shutdown(budget)`` returns within its budget even while an export to a
+    backend that never answers is stuck (the exporter's own timeout is 30 s)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from otelkit.tracing import TracingSetup
 
-    with socket.socket() as blackhole:  # accepts connections, never answers
-        blackhole.bind(("127.0.0.1", 0))
-        blackhole.listen()
-        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}/v1/traces"
+    with blackhole_endpoint() as endpoint:
         provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint, timeout=30)))
+        exporter = OTLPSpanExporter(f"{endpoint}/v1/traces", timeout=30)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         with provider.get_tracer("t").start_as_current_span("request"):
             pass
         started = time.monotonic()
-        TracingSetup(provider, owned=True).shutdown(SHUTDOWN_BUDGET_SECONDS)
+        TracingSetup(provider, owned=True).shutdown(BUDGET_SECONDS)
         elapsed = time.monotonic() - started
-    assert elapsed < SHUTDOWN_BUDGET_SECONDS + SHUTDOWN_MARGIN_SECONDS
+    assert elapsed < BUDGET_SECONDS + BUDGET_MARGIN_SECONDS
 
 
 def test_a_provider_otelkit_did_not_build_is_left_running(

@@ -2,24 +2,32 @@
 
 Oversized bodies, declared (Content-Length) or streamed (chunked), get 413 before the
 collector reads them: a 100 MiB upload stops after the few MiB the kernel's socket buffers
-hold, within milliseconds, and the collector's RSS does not move. Deeply nested JSON under
-the cap is a client error, never a crash.
+hold, within milliseconds, and the collector's RSS does not move. Counted inside the server,
+a declared length past the cap has no body byte read, and a streamed body is read only until
+the bytes received pass the cap. Deeply nested JSON under the cap is a client error, never a
+crash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from otelkit_collector.app import create_app
 from otelkit_collector.settings import CollectorSettings
-from tests.e2e.servers import LOOPBACK, ManagedProcess, running_collector
+from tests.e2e.servers import LOOPBACK, ManagedProcess, running_collector, running_collector_thread
 from tests.reliability.conftest import SCALE, MiB, record_figure, rss_bytes
 
 PIECE = 64 * 1024
@@ -57,7 +65,17 @@ def _frame(piece: bytes, chunked: bool) -> bytes:
     return b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
 
 
-def upload(server: ManagedProcess, path: str, size: int, *, chunked: bool) -> Upload:
+class Listening(Protocol):
+    """A collector listening on loopback: ``port``, and ``pid`` of the process serving it."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def pid(self) -> int: ...
+
+
+def upload(server: Listening, path: str, size: int, *, chunked: bool) -> Upload:
     """POST ``size`` body bytes to ``path`` on a raw socket, stopping when an answer arrives.
 
     The socket is non-blocking: before each piece the client checks whether the server has
@@ -165,6 +183,90 @@ def test_oversized_body_is_refused_without_reading_it(
     assert result.seconds <= ANSWER_SECONDS
     assert result.server_rss_growth <= RSS_SLACK
     assert_alive(collector)
+
+
+@dataclass
+class Reads:
+    """What the collector pulled from the connection: each body message's size, in order,
+    and whether it pulled any after its answer started."""
+
+    sizes: list[int] = field(default_factory=list)
+    answered: bool = False
+    read_after_answer: bool = False
+
+
+class CountReceived:
+    """Outermost ASGI middleware recording every body message the collector receives."""
+
+    def __init__(self, app: ASGIApp, *, reads: list[Reads]) -> None:
+        self.app = app
+        self.reads = reads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        reads = Reads()
+        self.reads.append(reads)
+
+        async def counted_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                reads.sizes.append(len(message.get("body", b"")))
+                reads.read_after_answer |= reads.answered
+            return message
+
+        async def watched_send(message: Message) -> None:
+            reads.answered |= message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted_receive, watched_send)
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """The in-process uvicorn server, shaped for :func:`upload`."""
+
+    port: int
+    pid: int
+
+
+@pytest.mark.timeout(SCALE.test_timeout)
+@pytest.mark.parametrize(("size", "chunked"), SIZES)
+def test_oversized_body_is_read_no_further_than_the_cap(size: int, chunked: bool) -> None:
+    """Counted where the collector receives them (real uvicorn, real socket): a declared
+    length past the cap is refused with no body byte read; a streamed body is read until the
+    bytes received pass the cap, and not one message more."""
+    settings = CollectorSettings.from_env(environ={})
+    cap = settings.max_body_bytes
+    app = create_app(settings, registry=CollectorRegistry())
+    reads: list[Reads] = []
+    app.add_middleware(CountReceived, reads=reads)
+    with running_collector_thread(app) as server:
+        port = urlsplit(server.url).port
+        assert port is not None
+        result = upload(
+            InProcess(port, os.getpid()), "/api/metrics/http/batch", size, chunked=chunked
+        )
+
+    assert result.status == 413, result.answer[:500]
+    assert b"max_body_bytes" in result.answer
+    [request] = reads
+    received = sum(request.sizes)
+    record_figure(
+        "5 body limits",
+        f"{size // MiB} MiB {'chunked' if chunked else 'content-length'}, counted inside the "
+        f"server: {received:,} body bytes received in {len(request.sizes)} messages before "
+        f"the 413 (cap {cap:,})",
+        "content-length: no body byte; chunked: <= cap before the last message read",
+        (received == 0) if not chunked else sum(request.sizes[:-1]) <= cap < received,
+    )
+    assert not request.read_after_answer
+    if not chunked:
+        assert request.sizes == [], "a declared length past the cap needs no body"
+        return
+    assert sum(request.sizes[:-1]) <= cap, "read on after the bytes received passed the cap"
+    assert received > cap
 
 
 def nested(depth: int, opening: str, closing: str, core: str = "1") -> str:

@@ -4,17 +4,21 @@ its user, its environment and the files it copies."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from otelkit_collector.__main__ import main as collector_main
+from otelkit_collector.__main__ import parse_args
 from otelkit_collector.settings import CollectorSettings
-from tests.e2e.servers import REPO_ROOT, clean_env
+from tests.e2e.servers import LOOPBACK, REPO_ROOT, ManagedProcess, clean_env, free_port
 from tests.stack.stack_files import (
     COLLECTOR_DOCKERFILE,
     EXAMPLE_DOCKERFILE,
@@ -35,13 +39,54 @@ IMPORT_TIMEOUT_SECONDS = 60
 
 
 def test_collector_image_runs_the_console_script() -> None:
-    """The image's command is the ``otelkit-collector`` script pyproject.toml installs."""
+    """The image's command is the ``otelkit-collector`` script pyproject.toml declares, and the
+    installed collector distribution has that console script, pointing at its ``main``."""
     instructions = dockerfile_instructions(COLLECTOR_DOCKERFILE)
-    assert exec_form(instructions, "CMD") == ["otelkit-collector"]
+    argv = exec_form(instructions, "CMD")
+    assert argv == ["otelkit-collector"]
     assert not [keyword for keyword, _ in instructions if keyword == "ENTRYPOINT"]
     project = tomllib.loads((REPO_ROOT / "collector" / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["otelkit-collector"] == "otelkit_collector.__main__:main"
-    assert callable(collector_main)
+    assert project["scripts"][argv[0]] == "otelkit_collector.__main__:main"
+    [entry_point] = [
+        entry_point
+        for entry_point in metadata.distribution(project["name"]).entry_points
+        if entry_point.group == "console_scripts" and entry_point.name == argv[0]
+    ]
+    assert entry_point.value == project["scripts"][argv[0]]
+    assert entry_point.load() is collector_main
+    assert (Path(sys.executable).parent / argv[0]).is_file()
+
+
+def test_collector_image_command_serves_its_healthcheck(tmp_path: Path) -> None:
+    """The image's command, run as installed with the image's environment (only the address
+    and the state file moved to this machine's loopback and a temporary directory), starts one
+    collector that answers the HEALTHCHECK's URL path with 200."""
+    instructions = dockerfile_instructions(COLLECTOR_DOCKERFILE)
+    argv = exec_form(instructions, "CMD")
+    environ = dockerfile_env(instructions)
+    [healthcheck] = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
+    probed = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", healthcheck)
+    assert probed is not None, healthcheck
+    assert probed[1] == environ["OTELKIT_COLLECTOR_PORT"]
+    parse_args(argv[1:])  # the command line is one the collector's parser accepts
+    port = free_port()
+    environ |= {
+        "OTELKIT_COLLECTOR_HOST": LOOPBACK,
+        "OTELKIT_COLLECTOR_PORT": str(port),
+        "OTELKIT_STATE_FILE": str(tmp_path / "state" / "state.json"),
+    }
+    script = str(Path(sys.executable).parent / argv[0])
+    server = ManagedProcess(
+        [script, *argv[1:]], port=port, log_path=tmp_path / "collector.log", env=clean_env(environ)
+    )
+    try:
+        assert server.wait_ready(probed[2]), server.output()
+        assert httpx.get(f"{server.url}{probed[2]}", timeout=5).json() == {"status": "ok"}
+    finally:
+        exit_code = server.stop()  # SIGTERM, as `docker stop` sends
+    assert exit_code in (0, -signal.SIGTERM), server.output()
+    assert "Application shutdown complete" in server.output()
+    assert (tmp_path / "state" / "state.json.lock").exists()
 
 
 def test_collector_image_installs_the_locked_versions() -> None:
