@@ -41,31 +41,35 @@ def send_requests(base_url: str, n: int) -> list[int]:
 
 
 def test_workers_push_exact_fleet_totals(launcher: Launcher) -> None:
-    """2,000 requests over two workers: no worker's /metrics shows them all (the workers'
-    counts add up to them), and after SIGTERM the collector counts exactly 2,000."""
+    """2,000 requests over two workers: each worker's /metrics counts only the requests it
+    served (the workers seen add up to at most the total, and to exactly it once every worker
+    was seen), and after SIGTERM the collector counts exactly 2,000.
+
+    How the kernel spreads connections over the workers, and which worker a scrape lands on,
+    is the machine's business (on a busy machine one worker may take them all): the test
+    asserts only what holds however they are spread.
+    """
     collector = launcher.collector()
     service = launcher.service(collector.url, workers=WORKERS)
 
     assert send_requests(service.url, BULK_REQUESTS) == [200] * BULK_REQUESTS
-    # A worker is told apart by its start time and its count; each scrape lands on one.
-    per_worker: dict[tuple[float | None, int], int] = {}
+    # A worker is told apart by its start time; each scrape lands on one.
+    per_worker: dict[float | None, set[int]] = {}
     for _ in range(LOCAL_SCRAPES):
         samples = scrape(service.url)
-        worker = (value(samples, START_TIME), request_counts(samples).get(SERIES, 0))
-        per_worker[worker] = per_worker.get(worker, 0) + 1
+        count = request_counts(samples).get(SERIES, 0)
+        per_worker.setdefault(value(samples, START_TIME), set()).add(count)
     assert send_requests(service.url, TAIL_REQUESTS) == [200] * TAIL_REQUESTS
     service.terminate()  # the parent SIGTERMs its workers; each flushes its own queue
 
-    local_counts = sorted(count for _, count in per_worker)
-    assert all(count < BULK_REQUESTS for count in local_counts), (
-        f"one worker's /metrics showed the fleet's count: {per_worker}"
-    )
-    if len(per_worker) == 1:
-        # Two workers look alike only if they started in the same 10 ms and split evenly.
-        assert local_counts == [BULK_REQUESTS // WORKERS], per_worker
-    else:
-        assert len(per_worker) == WORKERS, per_worker
+    # No request arrived between the scrapes: each worker showed one count throughout.
+    assert all(len(counts) == 1 for counts in per_worker.values()), per_worker
+    local_counts = [next(iter(counts)) for counts in per_worker.values()]
+    assert len(per_worker) <= WORKERS, per_worker
+    if len(per_worker) == WORKERS:
         assert sum(local_counts) == BULK_REQUESTS, per_worker
+    else:
+        assert sum(local_counts) <= BULK_REQUESTS, per_worker
     total = request_counts(scrape(collector.url), service=SERVICE_NAME)
     assert total == {SERIES: N_REQUESTS}
     assert "Traceback" not in service.stderr(), service.output()
