@@ -49,9 +49,25 @@ class TrendCache:
             self._tick = self._history.samples
         drawn = self._drawn.get(service)
         if drawn is None:
-            values = self._history.service_totals(service)
+            values = coarsen(self._history.service_totals(service), SPARKLINE_POINTS)
             drawn = self._drawn[service] = sparkline(values, title=title)
         return drawn
+
+
+SPARKLINE_POINTS = 45
+"""Points a home-page sparkline draws at most: 120 pixels show no more, and each point costs
+every page of 1,000 services a thousand formatted numbers."""
+
+
+def coarsen(values: Sequence[int], most: int) -> list[int]:
+    """``values`` summed in runs of equal length so that at most ``most`` remain; the runs end
+    at the newest value, so the latest tick is always a point of its own run."""
+    if len(values) <= most:
+        return list(values)
+    run = -(-len(values) // most)
+    start = len(values) % run
+    head = [sum(values[:start])] if start else []
+    return head + [sum(values[i : i + run]) for i in range(start, len(values), run)]
 
 
 def sparkline(values: Sequence[int], *, title: str, width: int = 120, height: int = 24) -> str:

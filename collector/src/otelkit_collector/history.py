@@ -202,14 +202,15 @@ class History:
         """Every route that has recorded a request since the collector started."""
         return self._routes.keys()
 
-    def figures(self, keys: Iterable[RouteKey]) -> Figures:
-        """The window's figures for ``keys`` together (one route, or a service's routes)."""
+    def figures(self, keys: Iterable[RouteKey], seconds: float | None = None) -> Figures:
+        """The window's figures for ``keys`` together (one route, or a service's routes);
+        ``seconds``: :attr:`window_seconds`, when the caller has it already."""
         windows = [route.window for key in keys if (route := self._routes.get(key)) is not None]
         if len(windows) == 1:
             summed: Sequence[int] = windows[0]
         else:
             summed = [sum(column) for column in zip(*windows, strict=True)] or [0] * (WIDTH + 1)
-        return self._figures(summed, self.window_seconds)
+        return self._figures(summed, self.window_seconds if seconds is None else seconds)
 
     def _figures(self, counts: Sequence[int], seconds: float) -> Figures:
         requests, errors = counts[TOTAL], counts[ERRORS]
@@ -233,10 +234,11 @@ class History:
         points = []
         for tick in range(first, self.samples):
             slot = (tick % self.slots) * WIDTH
-            counts = [0] * WIDTH
-            for ring in rings:
-                for index in range(WIDTH):
-                    counts[index] += ring[slot + index]
+            if len(rings) == 1:
+                counts: Sequence[int] = rings[0][slot : slot + WIDTH]
+            else:
+                tick_slices = [ring[slot : slot + WIDTH] for ring in rings]
+                counts = [sum(column) for column in zip(*tick_slices, strict=True)] or [0] * WIDTH
             seconds = self._time(tick + 1) - self._time(tick)
             requests = sum(counts[:BUCKETS])
             points.append(
@@ -244,7 +246,7 @@ class History:
                     at=self._time(tick + 1),
                     requests=requests,
                     rate=requests / seconds if seconds > 0 else 0.0,
-                    p95=quantile(0.95, counts, self.bounds),
+                    p95=quantile(0.95, counts, self.bounds) if requests else None,
                 )
             )
         return points
@@ -254,8 +256,10 @@ class History:
         totals = self._services.get(service)
         if totals is None:
             return []
-        first = max(0, self.samples - self.slots)
-        return [totals[tick % self.slots] for tick in range(first, self.samples)]
+        if self.samples <= self.slots:
+            return totals[: self.samples].tolist()
+        start = self.samples % self.slots
+        return totals[start:].tolist() + totals[:start].tolist()
 
     @property
     def route_count(self) -> int:

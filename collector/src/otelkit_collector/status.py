@@ -125,6 +125,18 @@ class StatusSource:
         self.history.sample(self.series())
 
 
+NO_WINDOW = Window(
+    requests=0,
+    errors=0,
+    seconds=0.0,
+    rate=None,
+    error_ratio=None,
+    p50_seconds=None,
+    p95_seconds=None,
+)
+"""A route's window where its figures were not asked for."""
+
+
 def window_of(figures: Figures) -> Window:
     """A history window as the API shows it."""
     return Window(
@@ -138,10 +150,17 @@ def window_of(figures: Figures) -> Window:
     )
 
 
-def snapshot(source: StatusSource, *, only: str | None = None) -> StatusView:
-    """The status as of now; ``only`` keeps one service (``""``: the unnamed one)."""
+def snapshot(
+    source: StatusSource, *, only: str | None = None, route_figures: bool = True
+) -> StatusView:
+    """The status as of now; ``only`` keeps one service (``""``: the unnamed one).
+
+    Without ``route_figures``, each route is named with an empty window (the home page shows
+    only the service's figures and its routes' names).
+    """
     state, history = source.recorder.state, source.history
     now = state.clock()
+    seconds = history.window_seconds
     health = {view.service: view for view in state.health_views()}
     users = {service or "": entry.count for service, entry in state.users()}
     routes: dict[str, set[RouteKey]] = {}
@@ -165,10 +184,14 @@ def snapshot(source: StatusSource, *, only: str | None = None) -> StatusView:
                 last_report=view.reported_at if view is not None else None,
                 age_seconds=view.age_seconds if view is not None else None,
                 active_users=users.get(name),
-                window=window_of(history.figures(keys)),
+                window=window_of(history.figures(keys, seconds)),
                 routes=[
                     RouteStatus(
-                        method=key.method, route=key.route, window=window_of(history.figures([key]))
+                        method=key.method,
+                        route=key.route,
+                        window=window_of(history.figures([key], seconds))
+                        if route_figures
+                        else NO_WINDOW,
                     )
                     for key in keys
                 ],
@@ -207,9 +230,10 @@ def collector_status(source: StatusSource) -> CollectorStatus:
 def stamp(source: StatusSource) -> str:
     """Changes whenever what the page shows may have: a page polls it to know when to reload.
 
-    Ages tick every second; they change the stamp only when a service turns stale.
+    A health or users report, a tick, a service turning stale change it. The collector's
+    report counts alone do not: they change with every push, and the page shows them as of
+    its latest reload (at the latest, the next tick's).
     """
     state = source.recorder.state
     stale = sum(1 for view in state.health_views() if view.status == "stale")
-    reports = sum(source.recorder.report_totals().values())
-    return f"{state.version}.{source.history.samples}.{stale}.{reports}"
+    return f"{state.version}.{source.history.samples}.{stale}"

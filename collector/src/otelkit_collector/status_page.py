@@ -105,10 +105,9 @@ def age_text(seconds: float) -> str:
 def age(service: ServiceStatus) -> str:
     if service.last_report is None or service.age_seconds is None:
         return number(None, "")
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(service.last_report))
     return (
-        f'<time datetime="{stamp}" data-at="{service.last_report!r}">'
-        f"{age_text(service.age_seconds)}</time>"
+        f'<span class="age" data-at="{service.last_report!r}">'
+        f"{age_text(service.age_seconds)}</span>"
     )
 
 
@@ -175,12 +174,13 @@ def render_home(view: StatusView, stamp: str, trend: Callable[[str, str], str]) 
     rows = []
     for service in view.services:
         name = service.service
-        label = service_label(name)
-        drawn = trend(name or "", f"requests per tick, {text(name or UNNAMED)}")
+        escaped = text(name) if name is not None else None
+        label = escaped if escaped is not None else service_label(None)
+        drawn = trend(name or "", f"traffic trend, {escaped or UNNAMED}")
+        href = text(service_href(name))
         rows.append(
-            f'<tr class="service" data-health="{service.health}" '
-            f'data-key="{text(service_href(name))}">'
-            f'<th scope="row"><a href="{text(service_href(name))}">{label}</a></th>'
+            f'<tr class="service" data-health="{service.health}" data-key="{href}">'
+            f'<th scope="row"><a href="{href}">{label}</a></th>'
             f"<td>{health(service.health)}</td><td>{age(service)}</td>"
             f'<td class="num">{count(service.active_users)}</td>'
             f"{_window_cells(service.window)}<td>{drawn}</td>"

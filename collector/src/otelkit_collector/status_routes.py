@@ -41,7 +41,7 @@ def _html(body: str, status_code: int = 200) -> HTMLResponse:
 @router.get("/", response_class=HTMLResponse, tags=["status page"])
 async def home(source: StatusDep) -> HTMLResponse:
     """The status page: every service's health, users, traffic and routes; the collector."""
-    view = snapshot(source)
+    view = snapshot(source, route_figures=False)
     return _html(status_page.render_home(view, stamp(source), source.trends))
 
 

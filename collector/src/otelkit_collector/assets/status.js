@@ -26,7 +26,7 @@
 
   function tickAges() {
     var now = Date.now() / 1000 + skew;
-    var times = document.querySelectorAll("time[data-at]");
+    var times = document.querySelectorAll("[data-at]");
     for (var i = 0; i < times.length; i++) {
       var at = Number(times[i].dataset.at);
       if (isFinite(at)) times[i].textContent = ageText(Math.max(0, now - at));
