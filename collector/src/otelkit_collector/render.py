@@ -15,9 +15,12 @@ this relies on, and what happens otherwise:
   double quote), and exemplars written as the OpenMetrics encoder writes them (its
   ``_compose_exemplar_string``: label names as they are, values escaped, sorted);
 * a family whose samples carry native histograms, or exemplars where OpenMetrics allows none
-  (or any exemplar, in the text format), or whose names are not plain
+  (or any exemplar, in the text format), or whose metric or sample names are not plain
   ``[a-zA-Z_][a-zA-Z0-9_]*``, is rendered by prometheus_client's own encoder, as is every
-  family under an escaping scheme other than ``underscores`` and ``allow-utf-8``.
+  family under an escaping scheme other than ``underscores`` and ``allow-utf-8`` (label
+  names, plain or not, go through ``escape_label_name`` on the fast path);
+* a sample value that cannot be rendered raises what the encoders raise, the family appended
+  to the exception's arguments as they append it.
 """
 
 from __future__ import annotations
@@ -195,7 +198,13 @@ class FastRenderer:
         output: list[str] = []
         try:
             for family in registry.collect():
-                lines = family_lines(family, blocks) if self._is_plain(family.name) else None
+                try:
+                    lines = family_lines(family, blocks) if self._is_plain(family.name) else None
+                except Exception as exception:
+                    # As prometheus_client's encoders do, so that the error names the family
+                    # (its fallback, below, already does).
+                    exception.args = (exception.args or ("",)) + (family,)
+                    raise
                 if lines is None:
                     output.append(fallback(family))
                 else:
