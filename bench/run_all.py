@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.common import JSON_PREFIX, PYTHON, REPO_ROOT, bench_env, fmt, print_table, stop_process
 
-BENCHES = ("middleware_cost", "push_ingest", "scrape_render", "memory")
+BENCHES = ("middleware_cost", "push_ingest", "scrape_render", "memory", "status_page")
 TIMEOUT_SECONDS = {True: 300, False: 1_200}
 """Per bench, quick and full: far above their expected run time, to bound a hung run."""
 
