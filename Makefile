@@ -44,13 +44,17 @@ wheels:
 	rm -rf $(DIST)
 	$(WHEEL_PYTHON) -m pip wheel --quiet --no-deps -w $(DIST) . ./collector
 
+# Two workers, each taking whole files (module fixtures are built once); `make test PARALLEL=`
+# runs the suite in one process.
+PARALLEL ?= -n 2 --dist loadfile
+
 ## test: the whole default suite on the newest versions the ranges allow, from built wheels
 test: $(NEWEST)/.installed $(COMPOSE_SCHEMA)
 	$(MAKE) --no-print-directory wheels WHEEL_PYTHON=$(NEWEST)/bin/python
 	$(NEWEST)/bin/python -m pip install --quiet --no-deps --force-reinstall $(DIST)/*.whl
 	# append: the tests import the installed wheels, never the source tree beside them
 	OTELKIT_WHEEL_DIR=$(CURDIR)/$(DIST) \
-		$(NEWEST)/bin/pytest --import-mode=append
+		$(NEWEST)/bin/pytest --import-mode=append $(PARALLEL)
 
 $(FLOOR)/.installed: $(DEPS) requirements/floor.txt
 	test -x $(FLOOR)/bin/python || $(PYTHON) -m venv $(FLOOR)
@@ -61,7 +65,7 @@ $(FLOOR)/.installed: $(DEPS) requirements/floor.txt
 
 ## test-floor: the same suite on the lowest versions the ranges allow
 test-floor: $(FLOOR)/.installed $(COMPOSE_SCHEMA)
-	$(FLOOR)/bin/pytest
+	$(FLOOR)/bin/pytest $(PARALLEL)
 
 ## lock: re-resolve the collector's exact versions (the newest its ranges allow) into the lock
 lock:

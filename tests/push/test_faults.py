@@ -35,10 +35,12 @@ N_REQUESTS = 300
 WARMUP_REQUESTS = 30
 ROUTE = "/api/courses"
 SLOW_ANSWER_SECONDS = 5.0
-P50_SLACK_SECONDS = 0.005
-P95_SLACK_SECONDS = 0.015
-"""Loose bounds for noise on two shared cores; a push that blocked a request would add
-at least its 2 s timeout."""
+P50_SLACK_SECONDS = 0.05
+P95_SLACK_SECONDS = 0.25
+"""What a push that blocked requests would add is at least its 2 s timeout (5 s for the slow
+collector): these bounds sit far below that and far above what a busy 2-core machine does to
+one of two services measured side by side. The strict per-request figures (p99 within 5 ms)
+are held by ``make reliability`` (tests/reliability/test_push_faults.py at full scale)."""
 BLOCKED_REQUEST_SECONDS = 1.0
 """No single request may take this long: a push that blocked one would take 2 s or more."""
 RECOVERY_TIMEOUT_SECONDS = 30.0

@@ -52,6 +52,13 @@ class Scale:
     """Unauthorized writes sent."""
     crash_kills: int
     """SIGKILLs during pushes."""
+    kill_after_seconds: tuple[float, float]
+    """How long into the pushes each SIGKILL comes (drawn uniformly in this range)."""
+    loss_slack_seconds: float
+    """Past the save interval, how long before a kill an acknowledged report may have been
+    and still be lost. At ``ci`` scale it is generous (an fsync or a thread wake-up can take
+    hundreds of ms on a busy machine) and the kills come later than it, so a collector that
+    saved only at exit would still fail; ``full`` holds the strict figure."""
 
 
 SCALES = {
@@ -68,6 +75,8 @@ SCALES = {
         load_scrapes=8,
         auth_attempts=1_000,
         crash_kills=5,
+        kill_after_seconds=(1.2, 1.8),
+        loss_slack_seconds=0.75,
     ),
     "full": Scale(
         name="full",
@@ -82,6 +91,8 @@ SCALES = {
         load_scrapes=20,
         auth_attempts=10_000,
         crash_kills=20,
+        kill_after_seconds=(0.1, 0.6),
+        loss_slack_seconds=0.25,
     ),
 }
 
